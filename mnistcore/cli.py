@@ -1,0 +1,84 @@
+"""Command-line plumbing shared by the entry points: flags generated from ``TrainConfig`` and
+the rule that a user's mistake is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from mnistcore.config import TrainConfig
+from mnistcore.errors import UserError
+
+USER_ERROR_EXIT = 2
+
+# One-line help per TrainConfig field, taken from the comments in config.py.
+FIELD_HELP = {
+    "lr": "SGD learning rate (peak rate for --schedule onecycle)",
+    "momentum": "SGD momentum, in [0, 1)",
+    "weight_decay": "L2 penalty added by SGD",
+    "schedule": "learning-rate schedule per step: constant | onecycle | cosine",
+    "depth": "number of conv blocks (5x5 conv, [BN], ReLU, 2x2 max-pool), 1..4",
+    "width": "channels of the first conv block; each next block doubles it",
+    "hidden": "units of the hidden fully-connected layer",
+    "batch_norm": "BatchNorm2d after each conv",
+    "dropout": "dropout probability before the output layer, in [0, 1)",
+    "batch_size": "images per optimizer step",
+    "epochs": "passes over the training split",
+    "seed": "seeds python, numpy, torch and the batch order",
+    "device": "auto | cpu | cuda | cuda:N (auto: CUDA when available)",
+    "dataset": "mnist | fashion-mnist | mnist-5k | synthetic",
+    "precision": "fp32 | bf16 (autocast)",
+    "channels_last": "NHWC memory format for the convolutions",
+    "threads": "CPU threads for torch; 0 = one per available core",
+}
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser, *, only: Sequence[str] | None = None
+) -> None:
+    """Add ``--field`` flags for TrainConfig's fields (or ``only`` these), defaults shown."""
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        if only is not None and f.name not in only:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        help_text = f"{FIELD_HELP.get(f.name, f.name)} (default: {default})"
+        if isinstance(default, bool):
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace, **overrides: object) -> TrainConfig:
+    """Build a TrainConfig from the parsed flags that name its fields."""
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if hasattr(args, f.name)
+    }
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def setup_logging(quiet: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run_main(main: Callable[[], int | None]) -> None:
+    """Run ``main``; a UserError becomes one line on stderr and exit code 2."""
+    try:
+        code = main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
+    sys.exit(code or 0)

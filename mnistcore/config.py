@@ -1,0 +1,112 @@
+"""``TrainConfig``: every knob of one training run, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+from mnistcore.errors import ConfigError
+
+SCHEDULES = ("constant", "onecycle", "cosine")
+PRECISIONS = ("fp32", "bf16")
+DATASETS = ("mnist", "fashion-mnist", "mnist-5k", "synthetic")
+MAX_DEPTH = 4  # 28 -> 24 -> 12 | 12 -> 6 | 6 -> 3 | 3 -> 1 spatial size after each block
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. The defaults are the PyTorch MNIST tutorial's setup (the "seed")."""
+
+    lr: float = 0.01  # SGD learning rate (peak rate for the onecycle schedule)
+    momentum: float = 0.9  # SGD momentum, in [0, 1)
+    weight_decay: float = 0.0  # L2 penalty added by SGD
+    schedule: str = "constant"  # learning-rate schedule per step: constant | onecycle | cosine
+    depth: int = 1  # number of conv blocks (5x5 conv, [BN], ReLU, 2x2 max-pool), 1..4
+    width: int = 10  # channels of the first conv block; each next block doubles it
+    hidden: int = 128  # units of the hidden fully-connected layer
+    batch_norm: bool = False  # BatchNorm2d after each conv
+    dropout: float = 0.0  # dropout probability before the output layer, in [0, 1)
+    batch_size: int = 64  # images per optimizer step
+    epochs: int = 5  # passes over the training split
+    seed: int = 0  # seeds python, numpy, torch and the batch order
+    device: str = "auto"  # auto | cpu | cuda | cuda:N  (auto: CUDA when available)
+    dataset: str = "mnist"  # mnist | fashion-mnist | mnist-5k | synthetic
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    # NHWC memory format for the convolutions; on the 2-core CPU here it made the seed net
+    # ~1.6x faster at batch 64 (8.2k vs 5.3k img/s, mostly a cheaper max-pool)
+    channels_last: bool = True
+    threads: int = 0  # CPU threads for torch; 0 = one per available core
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0 and _finite(self.lr), f"lr must be > 0, got lr={self.lr!r}")
+        _check(
+            0 <= self.momentum < 1, f"momentum must be in [0, 1), got momentum={self.momentum!r}"
+        )
+        _check(
+            self.weight_decay >= 0 and _finite(self.weight_decay),
+            f"weight_decay must be >= 0, got weight_decay={self.weight_decay!r}",
+        )
+        _check(
+            self.schedule in SCHEDULES,
+            f"schedule must be one of {', '.join(SCHEDULES)}, got schedule={self.schedule!r}",
+        )
+        _check(
+            _int(self.depth) and 1 <= self.depth <= MAX_DEPTH,
+            f"depth must be an integer in 1..{MAX_DEPTH}, got depth={self.depth!r}",
+        )
+        for name in ("width", "hidden", "batch_size", "epochs"):
+            value = getattr(self, name)
+            _check(
+                _int(value) and value >= 1, f"{name} must be an integer >= 1, got {name}={value!r}"
+            )
+        _check(
+            isinstance(self.batch_norm, bool),
+            f"batch_norm must be a bool, got {self.batch_norm!r}",
+        )
+        _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got dropout={self.dropout!r}")
+        _check(
+            _int(self.seed) and self.seed >= 0,
+            f"seed must be an integer >= 0, got seed={self.seed!r}",
+        )
+        _check(
+            isinstance(self.device, str) and bool(_DEVICE_RE.match(self.device)),
+            f"device must be auto, cpu, cuda or cuda:N, got device={self.device!r}",
+        )
+        _check(
+            self.dataset in DATASETS,
+            f"dataset must be one of {', '.join(DATASETS)}, got dataset={self.dataset!r}",
+        )
+        _check(
+            self.precision in PRECISIONS,
+            f"precision must be one of {', '.join(PRECISIONS)}, got precision={self.precision!r}",
+        )
+        _check(
+            isinstance(self.channels_last, bool),
+            f"channels_last must be a bool, got channels_last={self.channels_last!r}",
+        )
+        _check(
+            _int(self.threads) and self.threads >= 0,
+            f"threads must be >= 0, got threads={self.threads!r}",
+        )
+
+    def replace(self, **changes: object) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: float) -> bool:
+    return value == value and value not in (float("inf"), float("-inf"))
