@@ -1,0 +1,142 @@
+"""Fixtures, options and hooks of the benchmark suites.
+
+Options: ``--quick`` (a short run of the cases marked ``quick``) and ``--bench-data`` (which IDX
+files the data-path suite reads). The machine-info hook stamps torch, CUDA and GPU facts into
+the saved JSON; the terminal summary prints the seed -> mnistcore ratios of this run.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.data_files import DataFiles, fashion_mnist, synthetic_idx
+from bench.timing import Budget
+from mnistcore import Dataset, available_cores, configure_threads, device_name
+
+NO_CUDA = (
+    "CUDA not available here (torch.cuda.is_available() is False): CPU cases only; "
+    "run bench/gpu_check.sh on a GPU machine for the CUDA cases"
+)
+# seed seconds-per-image / mnistcore seconds-per-image, filled by the data-path tests
+SPEEDUPS = pytest.StashKey[dict[tuple[str, str], dict[str, float]]]()
+TARGETS = {"data_batch": 20.0, "data_epoch": 3.5}  # the issue's goals on the 2-core CPU
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mnist bench")
+    group.addoption(
+        "--quick",
+        action="store_true",
+        help="run only the benchmarks marked 'quick', with fewer rounds (same work per round)",
+    )
+    group.addoption(
+        "--bench-data",
+        choices=("auto", "fashion-mnist", "synthetic"),
+        default="auto",
+        help="IDX files for the data-path suite: Fashion-MNIST when present (auto), "
+        "or synthetic digits written to a temporary folder",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "quick: part of the short run selected by --quick")
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU")
+    config.stash[SPEEDUPS] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    no_cuda = not torch.cuda.is_available()
+    kept, dropped = [], []
+    for item in items:
+        if no_cuda and item.get_closest_marker("cuda") is not None:
+            item.add_marker(pytest.mark.skip(reason=NO_CUDA))
+        is_benchmark = "benchmark" in getattr(item, "fixturenames", ())
+        quick = item.get_closest_marker("quick") is not None
+        if config.getoption("--quick") and is_benchmark and not quick:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    cuda = torch.cuda.is_available()
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
+    )
+    machine_info.update(
+        torch_version=torch.__version__,
+        cuda_version=torch.version.cuda,  # the CUDA torch was built with
+        cudnn_version=torch.backends.cudnn.version() if cuda else None,
+        cuda_available=cuda,
+        gpu_name=gpus[0] if gpus else None,
+        gpu_count=len(gpus),
+        gpu_names=gpus,
+        cpu_model=device_name(torch.device("cpu")),
+        cpu_cores=available_cores(),
+        cpu_threads=torch.get_num_threads(),
+    )
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+    speedups = config.stash.get(SPEEDUPS, {})
+    lines = []
+    for (kind, device), seconds in sorted(speedups.items()):
+        if "seed" in seconds and "mnistcore" in seconds:
+            ratio = seconds["seed"] / seconds["mnistcore"]
+            goal = f" (goal on the 2-core CPU: >= {TARGETS[kind]:g}x)" if device == "cpu" else ""
+            lines.append(f"{kind} on {device}: mnistcore is {ratio:.1f}x the seed{goal}")
+    if lines and config.getoption("benchmark_disable"):
+        lines.append("(--benchmark-disable: one short call each, no warm-up; indicative only)")
+    if lines:
+        terminalreporter.section("seed -> mnistcore speed-ups, per image, this run")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads() -> int:
+    # One torch thread per available core, as fit() sets it; recorded in extra_info.
+    return configure_threads(0)
+
+
+@pytest.fixture(scope="session")
+def budget(pytestconfig: pytest.Config) -> Budget:
+    if pytestconfig.getoption("benchmark_disable"):
+        return Budget.smoke()
+    return Budget.quick() if pytestconfig.getoption("--quick") else Budget.full()
+
+
+@pytest.fixture(scope="session")
+def speedups(pytestconfig: pytest.Config) -> dict[tuple[str, str], dict[str, float]]:
+    """(kind, device) -> {pipeline: seconds per image}, for the seed -> mnistcore ratios."""
+    return pytestconfig.stash[SPEEDUPS]
+
+
+@pytest.fixture(scope="session")
+def data_files(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> DataFiles:
+    """Fashion-MNIST's IDX files when present, else synthetic IDX files: never skips."""
+    choice = pytestconfig.getoption("--bench-data")
+    if choice in ("auto", "fashion-mnist"):
+        files = fashion_mnist()
+        if files is not None:
+            return files
+        if choice == "fashion-mnist":
+            pytest.fail(
+                "--bench-data fashion-mnist: not found under data/FashionMNIST/raw nor in the "
+                "Debian package; apt-get install dataset-fashion-mnist, or use --bench-data auto"
+            )
+    return synthetic_idx(tmp_path_factory.mktemp("idx"))
+
+
+@pytest.fixture(scope="session")
+def seed_dataset(data_files: DataFiles) -> torch.utils.data.Dataset:
+    return data_files.seed_dataset()
+
+
+@pytest.fixture(scope="session")
+def mnistcore_dataset(data_files: DataFiles) -> Dataset:
+    return data_files.mnistcore_dataset()

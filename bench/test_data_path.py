@@ -1,0 +1,114 @@
+"""The data path: the seed's DataLoader pipeline vs mnistcore's device-resident batches.
+
+Both read the same IDX files (Fashion-MNIST, or synthetic ones; ``extra_info["dataset"]`` says
+which). Two pairs, each measured in the same run so the ratio means something on a noisy
+machine: the cost of producing one batch of 64, and one training epoch of the seed network
+(seed loop vs mnistcore's ``fit``). The mnistcore case records ``speedup_vs_seed``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.seed_baseline import BATCH_SIZE, SeedNet, seed_batches, seed_epoch, seed_loader
+from bench.timing import Timed, case_id, group_name, record
+from bench.workloads import epoch_subset, mnistcore_batches, mnistcore_epoch, preset_config
+from mnistcore import build_model, count_parameters
+
+# batches per timed call: the seed's take ~3 ms each on the 2-core CPU, mnistcore's ~20 us
+BATCHES_PER_CALL = {"seed": 50, "mnistcore": 500}
+BATCH_ROUNDS = 5  # the seed's call is ~0.2 s; mnistcore's few ms, so take more rounds of it
+
+
+def _cases() -> list:
+    return [
+        pytest.param(
+            device,
+            pipeline,
+            marks=[pytest.mark.quick] + ([pytest.mark.cuda] if device == "cuda" else []),
+            id=case_id(device, pipeline),
+        )
+        for device in ("cpu", "cuda")
+        for pipeline in ("seed", "mnistcore")  # seed first: the mnistcore case takes the ratio
+    ]
+
+
+def _speedup(speedups, kind, device, pipeline, seconds_per_image) -> dict[str, float]:
+    """Note this case's cost; for mnistcore, the ratio to the seed measured in this run."""
+    seen = speedups.setdefault((kind, device), {})
+    seen[pipeline] = seconds_per_image
+    if pipeline == "mnistcore" and "seed" in seen:
+        return {"speedup_vs_seed": seen["seed"] / seconds_per_image}
+    return {}
+
+
+@pytest.mark.parametrize(("device", "pipeline"), _cases())
+def test_data_batch(
+    benchmark, budget, speedups, seed_dataset, mnistcore_dataset, data_files, device, pipeline
+):
+    dev = torch.device(device)
+    count = BATCHES_PER_CALL[pipeline]
+    if pipeline == "seed":
+        work = seed_batches(seed_dataset, dev, count)
+    else:
+        work = mnistcore_batches(mnistcore_dataset.to(dev), BATCH_SIZE, count)
+    timed = Timed(work, dev)
+
+    benchmark.group = group_name("data_batch", f"bs{BATCH_SIZE}")
+    rounds = budget.rounds(dev) * (1 if pipeline == "seed" else BATCH_ROUNDS)
+    benchmark.pedantic(timed, rounds=rounds, warmup_rounds=budget.warmup_rounds)
+
+    images = count * BATCH_SIZE
+    ips = record(
+        benchmark,
+        timed,
+        kind="data_batch",
+        images=images,
+        batch_size=BATCH_SIZE,
+        channels_last=pipeline == "mnistcore",
+        model=None,
+        n_params=None,
+        pipeline=pipeline,
+        dataset=data_files.name,
+        dataset_source=data_files.note,
+        batches_per_call=count,
+    )
+    benchmark.extra_info.update(_speedup(speedups, "data_batch", device, pipeline, 1 / ips))
+
+
+@pytest.mark.parametrize(("device", "pipeline"), _cases())
+def test_data_epoch(
+    benchmark, budget, speedups, seed_dataset, mnistcore_dataset, data_files, device, pipeline
+):
+    dev = torch.device(device)
+    n_images = budget.epoch_steps * BATCH_SIZE
+    if pipeline == "seed":
+        work = seed_epoch(seed_loader(seed_dataset, n_images), dev)
+        n_params = count_parameters(SeedNet())
+    else:
+        config = preset_config("seed", batch_size=BATCH_SIZE, device=device)
+        work = mnistcore_epoch(config, epoch_subset(mnistcore_dataset, n_images))
+        n_params = count_parameters(build_model(config))  # the same net: 185,998 both
+    timed = Timed(work, dev)
+
+    benchmark.group = group_name(
+        "data_epoch", "seed-net", f"bs{BATCH_SIZE}", f"{budget.epoch_steps}steps"
+    )
+    benchmark.pedantic(timed, rounds=budget.epoch_rounds, warmup_rounds=budget.warmup_rounds)
+
+    ips = record(
+        benchmark,
+        timed,
+        kind="data_epoch",
+        images=n_images,
+        batch_size=BATCH_SIZE,
+        channels_last=pipeline == "mnistcore",
+        model="seed",
+        n_params=n_params,
+        pipeline=pipeline,
+        dataset=data_files.name,
+        dataset_source=data_files.note,
+        steps_per_call=budget.epoch_steps,
+    )
+    benchmark.extra_info.update(_speedup(speedups, "data_epoch", device, pipeline, 1 / ips))

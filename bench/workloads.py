@@ -1,0 +1,155 @@
+"""What the benchmarks time on the mnistcore side: the search's own step, evaluate and fit."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from mnistcore import (
+    Dataset,
+    Split,
+    TrainConfig,
+    evaluate,
+    fit,
+    iterate_batches,
+    train_step,
+)
+
+# Model presets: TrainConfig fields changed from the seed (the PyTorch tutorial's net).
+PRESETS: dict[str, dict[str, object]] = {
+    "seed": {},  # conv 1->10 5x5, fc 1440->128->10: 186k parameters
+    "w16": {"width": 16},
+    "w64": {"width": 64},
+    "bn": {"batch_norm": True},
+}
+
+
+def preset_config(name: str, **changes: object) -> TrainConfig:
+    if name not in PRESETS:
+        raise ValueError(f"model preset must be one of {', '.join(PRESETS)}, got {name=}")
+    return TrainConfig(**{**PRESETS[name], **changes})  # type: ignore[arg-type]
+
+
+def fixed_batch(
+    batch_size: int, device: torch.device, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random batch (B, 1, 28, 28) and labels (B,), as nanoGPT's bench.py does."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, 1, 28, 28, generator=g).to(device)
+    y = torch.randint(0, 10, (batch_size,), generator=g).to(device)
+    if channels_last:  # as fit() formats each batch
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
+def train_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+) -> Callable[[], None]:
+    """``steps`` calls of mnistcore's ``train_step`` (the one ``fit`` runs), no sync inside."""
+
+    def work() -> None:
+        for _ in range(steps):
+            train_step(model, optimizer, x, y)
+
+    return work
+
+
+def capture_train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> torch.cuda.CUDAGraph:
+    """One ``train_step`` on the static batch ``x, y`` captured as a CUDA graph.
+
+    Whole-network capture as in PyTorch's CUDA graphs notes: warm-up steps on a side stream
+    (cuDNN autotuning, momentum buffers created), then capture. Replaying it runs forward,
+    backward and the SGD update with one launch instead of dozens.
+    """
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            train_step(model, optimizer, x, y)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        # zero_grad(set_to_none) inside only drops Python references; backward then allocates
+        # the gradients from the graph's private pool, where optimizer.step reads them.
+        train_step(model, optimizer, x, y)
+    return graph
+
+
+def graph_steps(graph: torch.cuda.CUDAGraph, steps: int) -> Callable[[], None]:
+    def work() -> None:
+        for _ in range(steps):
+            graph.replay()
+
+    return work
+
+
+def evaluation(model: nn.Module, split: Split, batch_size: int) -> Callable[[], None]:
+    """mnistcore's ``evaluate`` over ``split`` (it syncs once itself, for ``.item()``)."""
+
+    def work() -> None:
+        evaluate(model, split, batch_size=batch_size)
+
+    return work
+
+
+def endless(make: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]) -> Iterator:
+    """Batches from ``make()``, started again whenever it runs out (a new shuffle each time)."""
+    while True:
+        yield from make()
+
+
+def mnistcore_batches(data: Dataset, batch_size: int, count: int) -> Callable[[], None]:
+    """Produce ``count`` batches as ``fit`` does: randperm indexing of device tensors."""
+    images, labels = data.train
+    generator = torch.Generator().manual_seed(0)
+    stream = endless(lambda: iterate_batches(images, labels, batch_size, generator))
+
+    def work() -> None:
+        for x, _y in itertools.islice(stream, count):
+            x.contiguous(memory_format=torch.channels_last)  # as fit does (free for 1 channel)
+
+    return work
+
+
+def epoch_subset(data: Dataset, n_train: int, n_val: int = 64) -> Dataset:
+    """``data`` cut to its first ``n_train`` training images and a token validation split."""
+    if len(data.train.labels) < n_train:
+        raise ValueError(f"{data.name} has {len(data.train.labels)} training images < {n_train=}")
+
+    def head(split: Split, n: int) -> Split:
+        return Split(split.images[:n], split.labels[:n])
+
+    return Dataset(
+        name=data.name,
+        source=data.source,
+        train=head(data.train, n_train),
+        val=head(data.val, n_val),
+        test=head(data.test, n_val),
+        mean=data.mean,
+        std=data.std,
+    )
+
+
+def mnistcore_epoch(config: TrainConfig, data: Dataset) -> Callable[[], None]:
+    """One epoch of mnistcore's ``fit`` over ``data.train``: a fresh model each call.
+
+    This is the search's own loop; its end-of-epoch evaluation on ``data.val`` (kept tiny by
+    ``epoch_subset``) is included in the time.
+    """
+    config = config.replace(epochs=1)
+
+    def work() -> None:
+        epochs = fit(config, data)
+        next(epochs)
+        epochs.close()
+
+    return work

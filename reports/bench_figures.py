@@ -1,0 +1,116 @@
+"""Figures of the benchmark page: plotly drawing only; the tables come from bench_data.py."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from reports.bench_data import BenchData, BenchRun
+from reports.panel import Panel, draw_panel
+
+__all__ = ["bench_panels", "trend_panel"]
+
+DEVICE_COLORS = {"cpu": "#1f77b4", "cuda": "#2ca02c"}
+PIPELINE_COLORS = {"seed": "#ff7f0e", "mnistcore": "#1f77b4"}  # seed: the baseline, first
+AUTOSAVE = "`pytest bench/ --benchmark-autosave`"
+
+
+def bench_panels(data: BenchData, run: BenchRun) -> list[Panel]:
+    """Panels for one run: img/s per case by device, and the data paths."""
+    rows = data.rows_of(run).dropna(subset=["images_per_second"])
+    key = _key(run)
+    where = f" for benchmark run {run.label}"
+    panels = []
+    compute = rows[~rows["kind"].isin(["data_batch", "data_epoch"])]
+    title = "Training and inference throughput: CPU vs CUDA (img/s, log scale)"
+    if compute.empty:
+        panels.append(Panel(f"devices-{key}", title, missing="no train_step or inference case "
+                            f"in this run: run {AUTOSAVE}"))
+    else:
+        panels.append(draw_panel(
+            f"devices-{key}", title, lambda: _grouped_bars(compute, "device", DEVICE_COLORS),
+            where=where,
+        ))
+    data_rows = rows[rows["kind"].isin(["data_batch", "data_epoch"])]
+    title = "Data path: seed DataLoader vs mnistcore in-memory tensors (img/s, log scale)"
+    if data_rows.empty:
+        panels.append(Panel(f"datapath-{key}", title, missing="no data_batch or data_epoch "
+                            f"case in this run: run {AUTOSAVE}"))
+    else:
+        # One bar per pipeline, side by side, for each case on each device.
+        bars = data_rows.assign(case=data_rows["group"].fillna(data_rows["kind"])
+                                + " · " + data_rows["device"].fillna("?"))
+        panels.append(draw_panel(
+            f"datapath-{key}", title, lambda: _grouped_bars(bars, "pipeline", PIPELINE_COLORS),
+            where=where,
+        ))
+    return panels
+
+
+def trend_panel(data: BenchData) -> Panel:
+    title = "Trend across autosaved runs (img/s per case and device)"
+    measured = data.rows.dropna(subset=["images_per_second"])
+    if len(data.runs) < 2 or measured["run"].nunique() < 2:
+        n = len(data.runs)
+        return Panel("trend", title, missing=f"{n} run{'' if n == 1 else 's'} so far: a trend "
+                     f"needs two; run {AUTOSAVE} again (after a change) to add one")
+    return draw_panel("trend", title, lambda: _trend(data, measured))
+
+
+def _grouped_bars(rows: pd.DataFrame, by: str, colors: dict[str, str]) -> go.Figure:
+    figure = go.Figure()
+    cases = list(dict.fromkeys(rows["case"]))
+    for value in [v for v in colors if v in set(rows[by])] + sorted(
+        set(rows[by].dropna()) - set(colors)
+    ):
+        some = rows[rows[by] == value]
+        per_case = some.groupby("case")["images_per_second"].median().reindex(cases)
+        figure.add_trace(go.Bar(
+            x=cases, y=per_case.values, name=str(value),
+            marker_color=colors.get(str(value)),
+            text=[_short(v) for v in per_case.values], textposition="outside",
+            hovertemplate="%{x}<br>%{y:,.0f} img/s<extra>" + str(value) + "</extra>",
+        ))
+    figure.update_layout(
+        barmode="group",
+        yaxis={"title": "images per second", "type": "log", "dtick": 1},  # powers of ten
+        xaxis={"tickangle": -30, "automargin": True},
+        legend={"orientation": "h", "y": 1.08},
+    )
+    return figure
+
+
+def _trend(data: BenchData, measured: pd.DataFrame) -> go.Figure:
+    order = {run.label: i for i, run in enumerate(data.runs)}
+    measured = measured.assign(order=measured["run"].map(order)).sort_values("order")
+    figure = go.Figure()
+    for (case, device, machine), some in measured.groupby(
+        ["case", "device", "machine_id"], sort=True, dropna=False
+    ):
+        figure.add_trace(go.Scatter(
+            x=some["run"], y=some["images_per_second"], mode="lines+markers",
+            name=f"{case} · {device}" + (f" · {machine}" if data.rows["machine_id"].nunique()
+                                         > 1 else ""),
+            hovertemplate="%{x}<br>%{y:,.0f} img/s<extra>%{fullData.name}</extra>",
+        ))
+    figure.update_layout(
+        xaxis={"title": "run (machine/number, oldest first)", "type": "category",
+               "categoryorder": "array", "categoryarray": [r.label for r in data.runs]},
+        yaxis={"title": "images per second", "type": "log", "dtick": 1},
+        legend={"font": {"size": 10}},
+    )
+    return figure
+
+
+def _key(run: BenchRun) -> str:
+    return "".join(c if c.isalnum() else "-" for c in run.label)
+
+
+def _short(value: float) -> str:
+    if value != value:  # NaN: this case was not measured with this device or pipeline
+        return ""
+    if value >= 1e6:
+        return f"{value / 1e6:.1f}M"
+    if value >= 1e3:
+        return f"{value / 1e3:.1f}k"
+    return f"{value:.0f}"

@@ -1,0 +1,169 @@
+"""Render pages from jinja2 templates and write the report folder.
+
+All pages are rendered in memory first; only then are the previous report's generated files
+removed and the new ones written, so a failing build leaves the old report in place. The
+Optuna journal or database that may live in the same folder is never touched.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.offline
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
+
+from reports.panel import Panel
+
+__all__ = ["PLOTLY_JS", "STUDY_DIR", "render", "study_href", "write_site"]
+
+PLOTLY_JS = "plotly.min.js"  # written once beside index.html; every page loads it
+STUDY_DIR = "studies"
+TOP_LEVEL_PAGES = ("index.html", "benchmarks.html")
+
+# Plot toolbar without the plotly logo link: nothing on the page points off the machine.
+PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+@dataclass(frozen=True)
+class Page:
+    path: str  # relative to the output folder, "/"-separated
+    html: str
+
+
+def study_href(slug: str) -> str:
+    return f"{STUDY_DIR}/{slug}.html"
+
+
+def render(template: str, path: str, **context: Any) -> Page:
+    root = "../" * path.count("/")  # pages in studies/ reach plotly.min.js one level up
+    page = template.removesuffix(".html.j2")  # highlights the current page in the top bar
+    html = _environment().get_template(template).render(root=root, page=page, **context)
+    return Page(path, html)
+
+
+def write_site(out_dir: Path, pages: Sequence[Page]) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_generated(out_dir)
+    (out_dir / PLOTLY_JS).write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+    for page in pages:
+        target = out_dir / page.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(page.html, encoding="utf-8")
+    return out_dir / "index.html"
+
+
+def _remove_generated(out_dir: Path) -> None:
+    for name in (*TOP_LEVEL_PAGES, PLOTLY_JS):
+        (out_dir / name).unlink(missing_ok=True)
+    studies = out_dir / STUDY_DIR
+    if studies.is_dir():
+        for old in studies.glob("*.html"):
+            old.unlink()
+
+
+@functools.cache
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("reports", "templates"),
+        autoescape=True,  # every template is HTML (named *.html.j2)
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        ticks=backticks_to_code,
+        acc=format_accuracy,
+        ips=format_images_per_second,
+        duration=format_duration,
+        ratio=format_ratio,
+        pct=format_percent,
+        value=format_value,
+    )
+    env.globals.update(plot=plot_html, table=table_html, study_href=study_href)
+    return env
+
+
+def backticks_to_code(text: str) -> Markup:
+    """Notes written for terminals and pages alike: `command` becomes <code>command</code>."""
+    escaped = str(escape(text))
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped))
+
+
+def plot_html(panel: Panel) -> Markup:
+    if panel.figure is None:
+        return Markup("")
+    html = panel.figure.to_html(
+        full_html=False, include_plotlyjs=False, div_id=f"plot-{panel.key}",
+        config=PLOT_CONFIG,
+    )
+    return Markup(html)  # plotly's own markup; titles and hover texts are JSON-encoded
+
+
+def table_html(frame: pd.DataFrame, *, css_class: str = "data sortable") -> Markup:
+    """A frame as an HTML table; cells already formatted as text by the caller or here."""
+    shown = frame.copy()
+    for column in shown.columns:
+        shown[column] = [_cell(column, v) for v in shown[column]]
+    return Markup(shown.to_html(index=False, classes=css_class, border=0, escape=True))
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    name = column.lower()
+    if "accuracy" in name:
+        return format_accuracy(value)
+    if "img/s" in name or "images_per_second" in name or name in ("cpu", "cuda", "seed",
+                                                                  "mnistcore"):
+        return format_images_per_second(value)
+    if "speedup" in name:
+        return format_ratio(value)
+    if name.endswith("_s"):
+        return f"{value:.1f}"
+    return format_value(value)
+
+
+def format_accuracy(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def format_percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def format_images_per_second(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def format_ratio(value: float | None) -> str:
+    return "–" if value is None or value != value else f"{value:.1f}×"
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5):
+        return f"{value:.2e}"
+    return f"{value:.4g}"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

@@ -1,0 +1,233 @@
+"""Figures of one study: optuna.visualization where it already draws the plot, plotly otherwise.
+
+Only drawing here; what to draw comes from `StudyReport` (study_data.py). Each figure checks
+its own precondition and otherwise leaves a panel saying what is missing.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import optuna
+import optuna.visualization as ov
+import plotly.graph_objects as go
+from optuna.importance import PedAnovaImportanceEvaluator
+from optuna.trial import FrozenTrial, TrialState
+
+from reports.panel import Panel, draw_panel
+from reports.study_data import StudyReport
+
+__all__ = ["study_panels"]
+
+# Figures that need at least one complete trial (by panel key).
+NEED_COMPLETE = {"history", "pareto", "parallel", "importance", "slice", "contour"}
+PRUNED_COLOR = "#d62728"
+COMPLETE_COLOR = "#1f77b4"
+
+
+def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
+    more_trials = "run more trials of this study with `python -m search.study`"
+    n_complete = report.counts.complete
+    where = f" for study {report.name!r}"
+    value_name = report.objective_names[0]
+    target = _first_objective if report.is_multi_objective else None
+
+    def panel(key: str, title: str, draw: Callable[[], go.Figure], **kw: object) -> Panel:
+        return draw_panel(key, title, draw, where=where, **kw)
+
+    def no_complete(key: str, title: str, *, wide: bool = False) -> Panel:
+        have = f"{n_complete} complete trial{'s' if n_complete != 1 else ''}"
+        return Panel(key, title, wide=wide, missing=f"needs at least 1 complete trial, "
+                     f"the study has {have}: {more_trials}")
+
+    # Half-width panels first, in pairs; the wide ones (many subplots, long time axis) last.
+    panels: list[Panel] = []
+    title = f"Optimization history ({value_name})"
+    if n_complete:
+        panels.append(panel("history", title, lambda: ov.plot_optimization_history(
+            study, target=target, target_name=value_name)))
+    else:
+        panels.append(no_complete("history", title))
+
+    title = "Learning curves (val accuracy per epoch; ✕ = pruned here)"
+    if not report.curves.empty:
+        panels.append(panel(
+            "intermediate", title, lambda: _learning_curves(study, report),
+            caption="Dotted lines are pruned trials; each stops at the epoch where the pruner "
+            "cut it. The grey line marks the epoch budget (max_epochs).",
+        ))
+    elif report.is_multi_objective:
+        panels.append(Panel("intermediate", title, missing="two-objective studies report no "
+                            "per-epoch values (Optuna prunes single-objective studies only)"))
+    else:
+        panels.append(Panel("intermediate", title, missing="no trial reported a per-epoch "
+                            f"value yet: {more_trials}"))
+
+    if report.is_multi_objective:
+        title = "Pareto front (" + " vs ".join(report.objective_names) + ")"
+        if n_complete:
+            panels.append(panel("pareto", title, lambda: ov.plot_pareto_front(
+                study, target_names=list(report.objective_names))))
+        else:
+            panels.append(no_complete("pareto", title))
+
+    title = "Val accuracy vs training throughput (img/s)"
+    if not report.throughput.empty:
+        panels.append(panel("throughput", title, lambda: _throughput(report)))
+    else:
+        panels.append(Panel("throughput", title, missing="no trial recorded images_per_second "
+                            f"with an accuracy yet: {more_trials}"))
+
+    title = "Parallel coordinates"
+    if n_complete:
+        panels.append(panel("parallel", title, lambda: ov.plot_parallel_coordinate(
+            study, target=target, target_name=value_name)))
+    else:
+        panels.append(no_complete("parallel", title))
+
+    panels.extend(_importance_panels(study, report, where, more_trials))
+
+    title = "Contour: lr × momentum"
+    reason = _contour_missing(study, ("lr", "momentum"))
+    if reason is None:
+        panels.append(panel("contour", title, lambda: ov.plot_contour(
+            study, params=["lr", "momentum"], target=target, target_name=value_name)))
+    else:
+        panels.append(Panel("contour", title, missing=f"{reason}: {more_trials}"))
+
+    title = "Slice plots"
+    if n_complete:
+        panels.append(panel("slice", title, lambda: ov.plot_slice(
+            study, target=target, target_name=value_name), wide=True))
+    else:
+        panels.append(no_complete("slice", title, wide=True))
+
+    title = "Timeline"
+    if report.counts.total:
+        panels.append(panel("timeline", title, lambda: ov.plot_timeline(study), wide=True))
+    else:
+        panels.append(Panel("timeline", title, missing=f"no trials yet: {more_trials}",
+                            wide=True))
+    if n_complete == 0:
+        # One note instead of a wall of identical ones; keep what still drew.
+        needing, kept = [], []
+        for p in panels:
+            waits = p.figure is None and p.key.split("-")[0] in NEED_COMPLETE
+            (needing if waits else kept).append(p)
+        titles = ", ".join(p.title.split(" (")[0].lower() for p in needing)
+        note = Panel("need-complete", "Figures of complete trials", wide=True,
+                     missing=f"{titles}: these need complete trials and the study has none "
+                     f"yet: {more_trials}")
+        return [note, *kept]
+    return panels
+
+
+def _first_objective(trial: FrozenTrial) -> float:
+    return trial.values[0]
+
+
+def _learning_curves(study: optuna.Study, report: StudyReport) -> go.Figure:
+    figure = ov.plot_intermediate_values(study)
+    pruned = report.curves[report.curves["state"] == "pruned"]
+    for number in pruned["trial"].unique():
+        figure.update_traces(
+            selector={"name": f"Trial{number}"},
+            line={"dash": "dot", "color": "#999999"},
+            marker={"color": "#999999"},
+        )
+    last = pruned.sort_values("step").groupby("trial").tail(1)
+    if not last.empty:
+        figure.add_trace(go.Scatter(
+            x=last["step"], y=last["value"], mode="markers", name="pruned here",
+            marker={"symbol": "x", "size": 11, "color": PRUNED_COLOR},
+            text=[f"trial {n} pruned after epoch {s}" for n, s in zip(
+                last["trial"], last["step"], strict=True)],
+            hoverinfo="text",
+        ))
+    if report.max_epochs:
+        figure.add_vline(x=report.max_epochs, line={"color": "#bbbbbb", "dash": "dash"},
+                         annotation_text="max_epochs", annotation_position="top left")
+    figure.update_layout(xaxis={"title": "epoch", "dtick": 1}, yaxis_title="val accuracy",
+                         showlegend=False)
+    return figure
+
+
+def _throughput(report: StudyReport) -> go.Figure:
+    points = report.throughput
+    figure = go.Figure()
+    for state, color, symbol in (("complete", COMPLETE_COLOR, "circle"),
+                                 ("pruned", PRUNED_COLOR, "x")):
+        some = points[points["state"] == state]
+        if some.empty:
+            continue
+        figure.add_trace(go.Scatter(
+            x=some["images_per_second"], y=some["val_accuracy"], mode="markers",
+            name=f"{state}" + (" (last epoch)" if state == "pruned" else ""),
+            marker={"color": color, "symbol": symbol, "size": 9, "opacity": 0.8},
+            text=[f"trial {n}<br>{p}" for n, p in zip(some["trial"], some["params"],
+                                                       strict=True)],
+            hovertemplate="%{text}<br>%{x:,.0f} img/s<br>val acc %{y:.4f}<extra></extra>",
+        ))
+    speeds = points["images_per_second"]
+    log_x = speeds.min() > 0 and speeds.max() / speeds.min() > 20
+    figure.update_layout(
+        xaxis={"title": "training throughput (img/s)", "type": "log" if log_x else "linear"},
+        yaxis={"title": "val accuracy"},
+    )
+    return figure
+
+
+def _importance_panels(
+    study: optuna.Study, report: StudyReport, where: str, more_trials: str
+) -> list[Panel]:
+    key, title = "importance", "Parameter importances (PED-ANOVA)"
+    # PED-ANOVA needs no scikit-learn (fANOVA, Optuna's default, does).
+    if report.counts.complete < 2:
+        return [Panel(key, title, missing="needs at least 2 complete trials, the study has "
+                      f"{report.counts.complete}: {more_trials}")]
+    if not _varied_params(study):
+        return [Panel(key, title, missing="no parameter took two different values over the "
+                      f"complete trials: {more_trials}")]
+    if not report.is_multi_objective:
+        return [draw_panel(key, title, lambda: ov.plot_param_importances(
+            study, evaluator=PedAnovaImportanceEvaluator(),
+            target_name=report.objective_names[0]), where=where)]
+    panels = []
+    for i, (name, direction) in enumerate(
+        zip(report.objective_names, report.directions, strict=True)
+    ):
+        # With a target PED-ANOVA ranks params by reaching *low* values: flip maximized ones.
+        sign = -1.0 if direction == "maximize" else 1.0
+
+        def draw(i: int = i, sign: float = sign, name: str = name) -> go.Figure:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*low `target` values.*")
+                return ov.plot_param_importances(
+                    study, evaluator=PedAnovaImportanceEvaluator(),
+                    target=lambda t: sign * t.values[i], target_name=name)
+
+        panels.append(draw_panel(f"{key}-{i}", f"{title}: {name}", draw, where=where))
+    return panels
+
+
+def _complete(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def _varied_params(study: optuna.Study) -> list[str]:
+    complete = _complete(study)
+    names = {p for t in complete for p in t.params}
+    return sorted(
+        n for n in names if len({repr(t.params[n]) for t in complete if n in t.params}) > 1
+    )
+
+
+def _contour_missing(study: optuna.Study, params: tuple[str, str]) -> str | None:
+    both = [t for t in _complete(study) if all(p in t.params for p in params)]
+    if len(both) < 2:
+        return f"needs at least 2 complete trials with both {' and '.join(params)}"
+    for param in params:
+        if len({t.params[param] for t in both}) < 2:
+            return f"{param} took a single value over the complete trials"
+    return None

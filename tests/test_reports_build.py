@@ -1,0 +1,144 @@
+"""Robustness of the report builder and its CLI: missing, empty, damaged or wrong inputs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from reports import build_report
+from reports.cli import main
+from tests.reports_fixtures import make_empty, make_only_failed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _journal(path: Path) -> JournalStorage:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def test_nothing_stored_yet_still_builds_and_says_how(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no reports/optuna-journal.log here
+    index = build_report(storage=None, benchmarks_dir=Path(".benchmarks"), out_dir=Path("out"))
+    html = index.read_text()
+    assert 'id="no-studies"' in html and "python -m search.study" in html
+    assert 'id="no-benchmarks"' in html and "pytest bench/ --benchmark-autosave" in html
+    assert (tmp_path / "out" / "benchmarks.html").is_file()
+    assert (tmp_path / "out" / "plotly.min.js").stat().st_size > 1_000_000
+    # Reading must not create a storage as a side effect.
+    assert not (tmp_path / "reports").exists()
+
+
+def test_default_journal_and_rebuild_from_scratch(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    journal = Path("reports/optuna-journal.log")
+    storage = _journal(journal)
+    make_empty(storage, "keep")
+    make_empty(storage, "drop me")
+    build_report(storage=None)
+    studies = tmp_path / "reports" / "studies"
+    assert sorted(p.name for p in studies.iterdir()) == ["drop-me.html", "keep.html"]
+    (tmp_path / "reports" / "notes.txt").write_text("mine")
+
+    build_report(storage=None, study_names=["keep"])
+    # The old page is gone; the journal and files the report did not write stay.
+    assert sorted(p.name for p in studies.iterdir()) == ["keep.html"]
+    assert journal.is_file() and optuna.get_all_study_names(_journal(journal)) == [
+        "keep",
+        "drop me",
+    ]
+    assert (tmp_path / "reports" / "notes.txt").read_text() == "mine"
+
+
+def test_empty_and_only_failed_studies_show_what_is_missing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    make_empty(url, "empty")
+    make_only_failed(url, "all-failed")
+    index = build_report(storage=url, benchmarks_dir=tmp_path, out_dir=tmp_path / "out")
+    assert "No trials yet" in index.read_text()
+    assert "all 3 trials failed" in index.read_text()
+    failed = (tmp_path / "out" / "studies" / "all-failed.html").read_text()
+    assert "trial 2: boom 2" in failed
+    assert "these need complete trials and the study has none yet" in failed
+    assert "<code>python -m search.study</code>" in failed
+    assert "plotly-graph-div" in failed  # the timeline still draws the failed trials
+    empty = (tmp_path / "out" / "studies" / "empty.html").read_text()
+    assert "plotly-graph-div" not in empty and "no trials yet" in empty.lower()
+
+
+def test_unknown_study_name_is_a_warning_and_a_notice(tmp_path):
+    journal = tmp_path / "j.log"
+    make_empty(_journal(journal), "real")
+    with pytest.warns(UserWarning, match="'typo' is not in the storage"):
+        index = build_report(
+            storage=str(journal),
+            study_names=["typo"],
+            benchmarks_dir=tmp_path,
+            out_dir=tmp_path / "out",
+        )
+    assert "is not in the storage (it holds: &#39;real&#39;)" in index.read_text()
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("nosuchdialect://host/db", "cannot open storage 'nosuchdialect://host/db'"),
+        ("sqlite:///{tmp}/missing.db", "no SQLite database at"),
+        ("{tmp}/missing-journal.log", "no Optuna journal file at"),
+        ("{tmp}/real.db", "is a SQLite database, not a journal file: pass --storage sqlite:///"),
+        ("{tmp}/garbage.log", "cannot read Optuna journal"),
+    ],
+)
+def test_unreadable_storage_is_one_line_and_exit_2(tmp_path, capsys, storage, message):
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'real.db'}")
+    (tmp_path / "garbage.log").write_text("not a journal\n{\n")
+    storage = storage.format(tmp=tmp_path)
+    assert main(["--storage", storage, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    # Nothing written, nothing created.
+    assert not (tmp_path / "out").exists() and not (tmp_path / "missing.db").exists()
+
+
+def test_python_m_reports_runs_without_torch(tmp_path):
+    journal = tmp_path / "j.log"
+    make_only_failed(_journal(journal), "failed")
+    (tmp_path / ".benchmarks" / "m").mkdir(parents=True)
+    (tmp_path / ".benchmarks" / "m" / "0001_bad.json").write_text("{")
+    # -X importtime lists every module the run imports, on stderr.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "reports",
+            "--storage",
+            str(journal),
+            "--out",
+            "out",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "report written: file://" in done.stdout
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "optuna" in imported and not {"torch", "mnistcore"} & imported
+    # The damaged benchmark file is named in a one-line warning.
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "0001_bad.json" in warnings[0]

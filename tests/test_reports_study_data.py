@@ -1,0 +1,182 @@
+"""The extract layer of the report on studies made here (in-memory storage, no training)."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.study import StudyDirection
+from optuna.trial import TrialState, create_trial
+
+from reports.study_data import (
+    extract_study,
+    learning_curves,
+    pareto_numbers,
+    pruning_ledger,
+    slugify,
+    trial_counts,
+)
+from tests.reports_fixtures import (
+    MAX_EPOCHS,
+    PLAN,
+    accuracy_curve,
+    make_empty,
+    make_only_failed,
+    make_single_objective,
+    make_two_objective,
+)
+
+
+def _extract(study: optuna.Study):
+    return extract_study(
+        name=study.study_name,
+        directions=study.directions,
+        user_attrs=study.user_attrs,
+        trials=study.get_trials(deepcopy=False),
+        metric_names=study.metric_names,
+    )
+
+
+@pytest.fixture()
+def storage() -> optuna.storages.InMemoryStorage:
+    return optuna.storages.InMemoryStorage()
+
+
+def test_counts_best_and_stamps(storage):
+    report = _extract(make_single_objective(storage))
+    # PLAN: 5 complete, 3 pruned, 2 failed.
+    assert (report.counts.complete, report.counts.pruned, report.counts.failed) == (5, 3, 2)
+    complete = [i for i, (state, _) in enumerate(PLAN) if state == TrialState.COMPLETE]
+    best = max(complete, key=lambda i: accuracy_curve(i, MAX_EPOCHS)[MAX_EPOCHS])
+    assert report.best.number == best
+    assert report.best.test_accuracy == pytest.approx(
+        accuracy_curve(best, MAX_EPOCHS)[MAX_EPOCHS] - 0.004
+    )
+    assert report.dataset == "fashion-mnist"
+    assert report.stamps["torch_version"] == "2.14.1+cu130"
+    assert report.objective_names == ("val accuracy",)
+    # Trials start 40 s apart; the last one (trial 9) failed after 3 s.
+    assert report.wall_seconds == pytest.approx(40 * 9 + 3)
+
+
+def test_pruning_ledger_counts_complete_and_pruned_trials(storage):
+    ledger = _extract(make_single_objective(storage)).ledger
+    # 5 complete x 6 epochs + pruned after 2, 1 and 3 epochs; failed trials are left out.
+    assert ledger.epochs_spent == 5 * MAX_EPOCHS + 2 + 1 + 3
+    assert ledger.epochs_without_pruning == 8 * MAX_EPOCHS
+    assert ledger.pruned_trials == 3
+    assert ledger.saved_fraction == pytest.approx(1 - 36 / 48)
+
+
+def test_ledger_falls_back_to_intermediate_values_and_study_max_epochs():
+    trials = [
+        create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.5, 2: 0.6}),
+        create_trial(value=0.9, intermediate_values={1: 0.7, 2: 0.8, 3: 0.9}),
+        create_trial(value=0.8),  # nothing to count its epochs by
+    ]
+    ledger = pruning_ledger(trials, default_max_epochs=3)
+    assert (ledger.epochs_spent, ledger.epochs_without_pruning, ledger.unknown) == (5, 6, 1)
+    # No max_epochs anywhere: nothing can be counted, and no fraction is claimed.
+    assert pruning_ledger(trials).saved_fraction is None
+
+
+def test_trials_table_is_best_first_with_unfinished_last(storage):
+    report = _extract(make_single_objective(storage))
+    table = report.trials
+    assert len(table) == len(PLAN)
+    values = table["val accuracy"].tolist()
+    finished = [v for v in values if not math.isnan(v)]
+    assert finished == sorted(finished, reverse=True)
+    assert values[: len(finished)] == finished  # pruned and failed rows after them
+    assert {"param lr", "param momentum", "test_accuracy", "fail_reason"} <= set(table.columns)
+    assert table.loc[0, "trial"] == report.best.number
+
+
+def test_learning_curves_keep_pruned_trials_cut(storage):
+    curves = _extract(make_single_objective(storage)).curves
+    pruned_last = curves[curves["state"] == "pruned"].groupby("trial")["step"].max()
+    # Pruned trials stop where the pruner cut them (PLAN: trials 2, 4, 7 after 2, 1, 3).
+    assert pruned_last.to_dict() == {2: 2, 4: 1, 7: 3}
+    complete_last = curves[curves["state"] == "complete"].groupby("trial")["step"].max()
+    assert set(complete_last) == {MAX_EPOCHS}
+
+
+def test_throughput_points_use_last_epoch_of_pruned_trials(storage):
+    points = _extract(make_single_objective(storage)).throughput
+    assert set(points["state"]) == {"complete", "pruned"}
+    row = points[points["trial"] == 4].iloc[0]
+    assert row["val_accuracy"] == accuracy_curve(4, 1)[1]
+
+
+def test_two_objective_study(storage):
+    study = make_two_objective(storage)
+    report = _extract(study)
+    assert report.is_multi_objective
+    assert report.objective_names == ("val accuracy", "img/s")
+    assert report.curves.empty
+    # Our Pareto front is Optuna's.
+    numbers = pareto_numbers(study.get_trials(), study.directions)
+    assert sorted(numbers) == sorted(t.number for t in study.best_trials)
+    assert report.pareto_size == len(numbers) >= 2
+    # The best trial is the most accurate one, whatever its speed.
+    assert report.best.values[0] == max(t.values[0] for t in study.best_trials)
+    assert report.best.images_per_second is not None
+    assert report.fail_reasons == [(8, "diverged: loss is nan")]
+
+
+def test_pareto_numbers_drop_dominated_trials():
+    trials = [
+        create_trial(values=[0.9, 100.0]),
+        create_trial(values=[0.8, 200.0]),
+        create_trial(values=[0.7, 150.0]),  # dominated by trial 1
+        create_trial(values=[0.9, 100.0]),  # a tie dominates nobody
+    ]
+    for number, trial in enumerate(trials):
+        trial.number = number
+    both_max = [StudyDirection.MAXIMIZE, StudyDirection.MAXIMIZE]
+    assert pareto_numbers(trials, both_max) == [0, 1, 3]
+
+
+def test_empty_study(storage):
+    report = _extract(make_empty(storage))
+    assert report.counts.total == 0
+    assert report.best is None
+    assert report.wall_seconds is None
+    assert report.ledger.saved_fraction is None
+    assert report.trials.empty and report.curves.empty and report.throughput.empty
+
+
+def test_only_failed_trials(storage):
+    report = _extract(make_only_failed(storage))
+    assert report.counts.failed == 3 and report.best is None
+    assert [reason for _, reason in report.fail_reasons] == ["boom 0", "boom 1", "boom 2"]
+    assert report.ledger.trials == 0
+
+
+def test_trials_without_user_attrs():
+    trials = [
+        create_trial(
+            value=0.5,
+            params={"lr": 0.1},
+            distributions={"lr": optuna.distributions.FloatDistribution(0, 1)},
+        )
+    ]
+    report = extract_study(
+        name="bare", directions=[StudyDirection.MAXIMIZE], user_attrs={}, trials=trials
+    )
+    # Missing attrs stay missing; nothing is invented.
+    assert report.best.test_accuracy is None and report.stamps == {}
+    assert report.throughput.empty
+    assert report.ledger.unknown == 1
+
+
+def test_trial_counts_and_slugs():
+    counts = trial_counts([create_trial(value=1.0), create_trial(state=TrialState.FAIL)])
+    assert (counts.complete, counts.failed, counts.total) == (1, 1, 2)
+    assert slugify("fashion mnist/lr sweep") == "fashion-mnist-lr-sweep"
+    assert slugify("///") == "study"
+
+
+def test_learning_curves_of_no_trials():
+    assert list(learning_curves([]).columns) == ["trial", "state", "step", "value"]
