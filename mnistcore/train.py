@@ -81,8 +81,9 @@ class EpochResult:
 
 
 def evaluate(model: nn.Module, split: Split, batch_size: int = EVAL_BATCH) -> Evaluation:
-    """Accuracy and mean loss of ``model`` on ``split``, which must be on the model's device."""
-    images, labels = split
+    """Accuracy and mean loss of ``model`` on ``split`` (moved to the model's device if needed)."""
+    device = next(model.parameters()).device
+    images, labels = split.images.to(device), split.labels.to(device)
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=labels.device)

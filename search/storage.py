@@ -1,0 +1,174 @@
+"""Open the study's storage from ``--storage``: a journal file path or a database URL.
+
+Default: Optuna's journal file ``reports/optuna-journal.log``. Several processes on one machine
+can share it (appends are locked), it resumes, and both ``optuna-dashboard`` and the ``optuna``
+CLI open it by its path. SQLite works for one process; PostgreSQL/MySQL URLs use Optuna's
+RDB storage with heartbeats, for workers on several machines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+from mnistcore import UserError
+
+# The journal file, not SQLite: SQLite locks the whole database file for each write, and with
+# several worker processes writing trials at once the waiting writers run out of their lock
+# timeout and fail with "database is locked". The journal appends each change as one record
+# under a file lock, so any number of local processes (--workers N) share it safely.
+DEFAULT_STORAGE = "reports/optuna-journal.log"
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
+HEARTBEAT_INTERVAL = 60  # seconds between "still alive" writes of a running trial (RDB only)
+GRACE_PERIOD = 180  # seconds without a heartbeat before another worker fails the trial
+GRACE_FACTOR = 3  # --heartbeat S gives a grace period of 3 S: two heartbeats may be late
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class StorageError(UserError):
+    """The storage URL or path is malformed, unsupported or unreachable."""
+
+
+def open_storage(
+    spec: str | None = None, *, heartbeat: int | None = None
+) -> tuple[BaseStorage, str]:
+    """The storage for ``spec`` (None: the default journal file) and the string that names it
+    for other tools (what ``optuna-dashboard`` / ``optuna --storage`` / the report take).
+
+    ``heartbeat``: seconds between heartbeats of a running trial on RDB storage (default
+    HEARTBEAT_INTERVAL); a trial without one for GRACE_FACTOR times that is failed and retried.
+    """
+    spec = spec or DEFAULT_STORAGE
+    if "://" in spec:
+        return _open_rdb(spec, heartbeat=heartbeat), spec
+    return _open_journal(spec), spec
+
+
+def _open_journal(path_text: str) -> JournalStorage:
+    path = Path(path_text)
+    if path.is_dir():
+        raise StorageError(
+            f"--storage {path_text!r} is a directory; give a journal file path such as "
+            f"{path / 'optuna-journal.log'}"
+        )
+    if path.suffix in (".db", ".sqlite", ".sqlite3") and not path.is_file():
+        raise StorageError(
+            f"--storage {path_text!r} looks like an SQLite file name but has no scheme; use "
+            f"--storage sqlite:///{path_text}, or a .log name for a journal file"
+        )
+    if path.is_file() and _starts_with(path, _SQLITE_HEADER):
+        raise StorageError(
+            f"--storage {path_text!r} is an SQLite database, not a journal file; "
+            f"use --storage sqlite:///{path_text}"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(_CtrlCSafeJournalFile(str(path)))
+    except OSError as e:
+        raise StorageError(
+            f"cannot open journal file {path_text!r}: {e.strerror or e}; "
+            "choose a writable path with --storage"
+        ) from None
+
+
+class _CtrlCSafeJournalFile(JournalFileBackend):
+    """The journal file backend with Ctrl-C held back while it reads or appends: an interrupt
+    inside its file lock would leave the lock behind (the next run then fails on it) or a
+    record half written. The KeyboardInterrupt comes right after the operation instead."""
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        with _sigint_deferred():  # a generator: read it all while Ctrl-C is held back
+            return iter(list(super().read_logs(log_number_from)))
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        with _sigint_deferred():
+            super().append_logs(logs)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be changed from the main thread
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt here
+
+
+def _open_rdb(url: str, *, heartbeat: int | None = None) -> RDBStorage:
+    # sqlalchemy is a dependency of optuna; imported here as only URLs need it
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):  # ValueError: a port that is no number
+        masked = re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)  # never print a password
+        raise StorageError(
+            f"--storage {masked!r} is not a database URL; use sqlite:///path.db, "
+            "postgresql://user:pass@host/db, mysql://user:pass@host/db or a journal file path"
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    backend = parsed.get_backend_name()
+    if backend not in RDB_SCHEMES:
+        raise StorageError(
+            f"--storage {shown!r}: unsupported scheme {backend!r}; use sqlite:///path.db, "
+            "postgresql://user:pass@host/db, mysql://user:pass@host/db or a journal file path"
+        )
+    engine_kwargs: dict[str, object] = {}
+    if backend in ("postgresql", "mysql"):
+        # without it an unreachable host hangs for the OS's TCP timeout (minutes)
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+    elif parsed.database and parsed.database != ":memory:":
+        folder = Path(parsed.database).parent
+        if not folder.is_dir():
+            raise StorageError(
+                f"--storage {shown!r}: folder {str(folder)!r} does not exist; create it or "
+                "use another path (sqlite:///relative.db, sqlite:////absolute.db)"
+            )
+    try:
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat or HEARTBEAT_INTERVAL,
+            grace_period=heartbeat * GRACE_FACTOR if heartbeat else GRACE_PERIOD,
+            # a trial whose worker died (no heartbeat) is failed, then run again once
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+        )
+    except ImportError as e:
+        driver = {"postgresql": "psycopg[binary]", "mysql": "PyMySQL (then mysql+pymysql://)"}
+        raise StorageError(
+            f"--storage {shown!r}: no database driver for {backend} ({e.__cause__ or e}); "
+            f"pip install {driver.get(backend, 'the driver')}"
+        ) from None
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        where = f"{parsed.host or 'localhost'}:{parsed.port or 'default port'}"
+        if backend == "sqlite":
+            where = parsed.database or ":memory:"
+        reason = str(getattr(e, "orig", None) or e).splitlines()[0]
+        raise StorageError(
+            f"cannot open storage {shown!r} at {where}: {reason}; start the database server "
+            "or fix host, port, user, password and database name in --storage"
+        ) from None
+
+
+def _starts_with(path: Path, header: bytes) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(len(header)) == header
+    except OSError:
+        return False

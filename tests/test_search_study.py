@@ -1,0 +1,230 @@
+"""The study CLI: resume from storage, reproducible seeds, user errors, Ctrl-C, the report hook.
+
+Most tests call ``main`` in-process (no torch import per test); two run the real
+``python -m search.study`` with a budget of seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.study import default_epochs, main
+
+ROOT = Path(__file__).resolve().parents[1]
+# Tiny and fast: 300 synthetic images, a one-block net of width 4, two epochs per trial.
+TINY = [
+    "--dataset", "synthetic", "--synthetic-size", "300", "--epochs", "2",
+    "--width", "4", "--depth", "1", "--hidden", "16", "--batch-size", "64",
+    "--device", "cpu", "--threads", "1", "--no-report",
+]  # fmt: skip
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MNISTCORE_NO_DOWNLOAD": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "search.study", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def load(journal: Path, name: str = "synthetic-accuracy") -> optuna.Study:
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def test_a_second_run_resumes_the_stored_study(tmp_path) -> None:
+    journal = tmp_path / "journal.log"
+    first = run_cli(*TINY, "--n-trials", "3", "--storage", str(journal))
+    assert first.returncode == 0, first.stderr
+    assert "trial 2 " in first.stderr and "study 'synthetic-accuracy'" in first.stdout
+    assert len(load(journal).trials) == 3
+
+    # --n-trials is the study's total: the rerun adds 2 trials, numbered after the first 3
+    second = run_cli(*TINY, "--n-trials", "5", "--storage", str(journal), "--quiet")
+    assert second.returncode == 0, second.stderr
+    numbers = [t.number for t in load(journal).trials]
+    assert numbers == [0, 1, 2, 3, 4]
+    study = load(journal)
+    # a new study starts from the known-good point (TINY pins width)
+    assert study.trials[0].params == {
+        "lr": 0.05,
+        "momentum": 0.9,
+        "dropout": 0.25,
+        "batch_norm": True,
+    }
+    assert study.user_attrs["dataset"] == "synthetic"
+    assert study.user_attrs["objectives"] == ["accuracy"]
+    assert study.user_attrs["max_epochs"] == 2
+
+
+def test_a_study_with_enough_trials_runs_none(tmp_path) -> None:
+    args = [*TINY, "--n-trials", "2", "--storage", str(tmp_path / "j.log"), "--quiet"]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert len(load(tmp_path / "j.log").trials) == 2
+
+
+def test_seeded_tpe_gives_the_same_params_twice(tmp_path) -> None:
+    params = []
+    for run in ("a", "b"):
+        journal = tmp_path / f"{run}.log"
+        assert main([*TINY, "--n-trials", "3", "--seed", "5", "--storage", str(journal)]) == 0
+        params.append([t.params for t in load(journal).trials])
+    assert params[0] == params[1]
+    assert len({str(p) for p in params[0]}) == 3  # and the three trials differ
+
+
+def test_sqlite_storage_and_two_objectives(tmp_path, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    args = [*TINY, "--n-trials", "2", "--storage", url, "--objectives", "accuracy,throughput"]
+    code = main([*args, "--pruner", "median"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "pruning disabled" in err, err
+    assert "--pruner median ignored" in err, err
+    study = optuna.load_study(study_name="synthetic-accuracy+throughput", storage=url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2, err
+    assert [len(t.values) for t in study.trials] == [2, 2]
+
+
+def test_a_diverging_config_does_not_stop_the_study(tmp_path, capsys) -> None:
+    journal = tmp_path / "j.log"
+    # every trial diverges: each is recorded as pruned with its reason, and all three run
+    assert main([*TINY, "--n-trials", "3", "--lr", "1e6", "--storage", str(journal)]) == 0
+    trials = load(journal).trials
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 3
+    assert all("non-finite" in t.user_attrs["fail_reason"] for t in trials)
+    assert "no completed trial yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "cifar"], "invalid choice: 'cifar'"),
+        (["--n-trials", "0"], "must be >= 1"),
+        (["--sampler", "bayes"], "invalid choice: 'bayes'"),
+        (["--objectives", "speed"], "choose accuracy or accuracy,throughput"),
+        (["--lr", "1:0.1"], "low must be < high"),
+        (["--lr", "0:1"], "log-scale range needs bounds > 0"),
+        (["--space", "missing.toml"], "space file 'missing.toml' not found"),
+        (["--device", "cuda"], "use --device cpu"),
+        (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
+        (["--storage", "postgresql://u:secret@127.0.0.1:1/db"], "127.0.0.1:1"),
+        (["--storage", "redis://localhost"], "unsupported scheme 'redis'"),
+        (["--storage", "study.db"], "use --storage sqlite:///study.db"),
+        (["--storage", "sqlite:////no/such/dir/x.db"], "does not exist"),
+        (["--sampler", "cmaes", "--objectives", "accuracy,throughput"], "one objective"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(args, message, capsys) -> None:
+    if args == ["--device", "cuda"] and __import__("torch").cuda.is_available():
+        pytest.skip("CUDA is available here")
+    from mnistcore.cli import run_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: main([*TINY, "--n-trials", "1", *args]))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert message in err
+    assert "secret" not in err  # passwords never reach the terminal
+
+
+def test_a_resumed_study_must_keep_its_dataset_and_epochs(tmp_path, capsys) -> None:
+    args = [*TINY, "--n-trials", "1", "--storage", str(tmp_path / "j.log")]
+    assert main([*args, "--study-name", "s"]) == 0
+    from mnistcore.cli import run_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: main([*args, "--study-name", "s", "--epochs", "3"]))
+    assert exit_info.value.code == 2
+    assert "max_epochs=2" in capsys.readouterr().err
+
+
+def test_user_error_from_the_real_command_is_one_line() -> None:
+    result = run_cli("--lr", "1:0.1", "--no-report")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "low must be < high" in result.stderr
+
+
+def test_ctrl_c_marks_the_running_trial_and_prints_the_summary(tmp_path) -> None:
+    journal = tmp_path / "j.log"
+    # trials of 30 epochs on 2,000 images: long enough to be interrupted mid-trial
+    args = [*TINY, "--synthetic-size", "2000", "--epochs", "30", "--pruner", "none"]
+    env = {**os.environ, "MNISTCORE_NO_DOWNLOAD": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "search.study", *args, "--storage", str(journal)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _has_running_trial(journal):
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "study 'synthetic-accuracy'" in out
+    states = [t.state for t in load(journal).trials]
+    assert states and TrialState.RUNNING not in states
+    assert states[-1] == TrialState.FAIL
+    assert load(journal).trials[-1].user_attrs["fail_reason"].startswith("interrupted")
+
+
+def _has_running_trial(journal: Path) -> bool:
+    if not journal.exists():
+        return False
+    try:
+        return any(t.state == TrialState.RUNNING for t in load(journal).trials)
+    except KeyError:  # the study is not created yet
+        return False
+
+
+def test_the_report_builder_is_called_with_the_storage_and_study(tmp_path, monkeypatch) -> None:
+    calls = []
+    fake = types.ModuleType("reports")
+    fake.build_report = lambda **kwargs: calls.append(kwargs) or tmp_path / "index.html"
+    monkeypatch.setitem(sys.modules, "reports", fake)
+    journal = str(tmp_path / "j.log")
+    args = [a for a in TINY if a != "--no-report"]
+    assert main([*args, "--n-trials", "1", "--storage", journal]) == 0
+    assert calls == [
+        {
+            "storage": journal,
+            "study_names": ["synthetic-accuracy"],
+            "benchmarks_dir": Path(".benchmarks"),
+            "out_dir": Path("reports"),
+        }
+    ]
+
+
+def test_without_a_report_builder_nothing_is_written(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "reports", types.ModuleType("reports"))
+    args = [a for a in TINY if a != "--no-report"]
+    assert main([*args, "--n-trials", "1", "--storage", str(tmp_path / "j.log")]) == 0
+    assert "report builder not available" in capsys.readouterr().err
+
+
+def test_default_epochs_follow_the_training_set_size() -> None:
+    # mnist-5k trains on 3,600 images: 9 epochs; the full 54k sets get 5 (each is 15x longer)
+    assert default_epochs(3600) == 9
+    assert default_epochs(54_000) == 5
