@@ -8,13 +8,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the tests use; installed when we are root and apt-get exists (as in CI)
-APT_PACKAGES := dataset-fashion-mnist
+APT_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql
 
 .PHONY: run test lint system-deps bench bench-compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	# compat mode puts the checkout on sys.path, so `import reports` finds the package even
+	# when run from a folder that has its own reports/ output directory
+	$(PY) -m pip install --quiet -e ".[dev]" --config-settings editable_mode=compat
 	touch $(STAMP)
 
 system-deps:
@@ -28,7 +30,7 @@ system-deps:
 	fi
 
 run: $(STAMP) system-deps
-	$(PY) -m mnistcore
+	$(PY) -m search.study
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -37,5 +39,18 @@ test: $(STAMP) system-deps lint
 	$(PY) -m pytest
 	$(PY) -m pytest bench/ --benchmark-disable
 
+# Saves a run under .benchmarks/<machine>/ (the baseline for bench-compare and the report).
+bench: $(STAMP)
+	$(PY) -m pytest bench/ --benchmark-autosave
+
+# Runs the suite again (saving nothing) and fails when a benchmark's median time is more than
+# 25 % above the latest saved run's: wide enough for a noisy 2-core machine, narrow enough to
+# catch a lost optimization (channels_last alone is ~1.6x). Override: make bench-compare
+# BENCH_FAIL=median:15%
+bench-compare: $(STAMP)
+	@ls .benchmarks/*/*.json >/dev/null 2>&1 || { \
+		echo "no saved benchmark run under .benchmarks/: run make bench first" >&2; exit 2; }
+	$(PY) -m pytest bench/ --benchmark-compare --benchmark-compare-fail=$${BENCH_FAIL:-median:25%}
+
 clean:
-	rm -rf .benchmarks reports/*.html reports/plotly*.js
+	rm -rf .benchmarks reports/*.html reports/studies reports/plotly*.js artifacts

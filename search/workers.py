@@ -1,0 +1,325 @@
+"""Several workers on one study: the shared trial budget, crash recovery, ``--workers N``.
+
+Any number of processes (``--workers N`` here, or the same command on several machines with
+``--storage postgresql://...``) run one study. Three rules keep the study whole:
+
+* **The total is exact.** ``--n-trials`` is the study's total. A trial counts once it is
+  WAITING, RUNNING or finished; a failed trial that has a retry, and a *surplus* trial, do not
+  count. A worker starts a trial only while the count is below the total, and a trial that two
+  workers raced into past the total is ended at once as PRUNED with the user attr
+  ``surplus`` (it trains nothing and does not count), so the finished trials equal the total.
+* **A crashed worker's trial is retried once, with the same parameters.** On PostgreSQL/MySQL
+  the heartbeat does it: a RUNNING trial without a heartbeat for the grace period is failed by
+  the next worker that starts a trial (or polls, see below), and
+  ``RetryHeartbeatStaleTrialCallback`` enqueues its retry. The journal file has no heartbeat:
+  under ``--workers N`` the parent process sees a child die by a signal, fails the trials that
+  child left RUNNING (user attr ``worker_pid``) and enqueues their retry. Every retry records
+  the trial it retries in the user attr ``retry_of``.
+* **Workers wait for each other's last trials** (heartbeat storage only): a worker with nothing
+  left to start keeps polling while another worker's trial is RUNNING, so that if that worker
+  died, a survivor fails and reruns its trial instead of everyone leaving it behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.storages import fail_stale_trials
+from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.trial import FrozenTrial, TrialState
+
+from search.storage import StorageError
+
+log = logging.getLogger("search")
+
+COUNTED = (
+    TrialState.WAITING,
+    TrialState.RUNNING,
+    TrialState.COMPLETE,
+    TrialState.PRUNED,
+    TrialState.FAIL,
+)
+POLL_SECONDS = 1.0  # how often an idle worker looks for stale or re-enqueued trials
+MAX_REPLACEMENTS = 3  # children the parent starts in place of crashed ones, per child slot
+START_TIMEOUT = 300.0  # seconds the parent waits for the first child to create the study
+CONNECTION_RETRIES = 3  # database errors in a row (1 s, 2 s, 3 s apart) before giving up
+
+
+def retried_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of failed trials that have a retry (enqueued, running or finished)."""
+    numbers: set[int] = set()
+    for t in trials:
+        if "retry_of" in t.user_attrs:
+            numbers.add(int(t.user_attrs["retry_of"]))
+        # what RetryHeartbeatStaleTrialCallback.retried_trial_number reads (without its warning)
+        failed = t.system_attrs.get("failed_trial")
+        if failed is not None:
+            numbers.add(int(failed))
+    return numbers
+
+
+def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count toward ``--n-trials``: WAITING, RUNNING or finished, except
+    surplus trials and failed trials that were retried (their retry counts instead)."""
+    retried = retried_numbers(trials)
+    return [
+        t
+        for t in trials
+        if t.state in COUNTED
+        and not t.user_attrs.get("surplus")
+        and not (t.state == TrialState.FAIL and t.number in retried)
+    ]
+
+
+def budget_left(study: optuna.Study, n_trials: int) -> int:
+    return n_trials - len(counted(study.get_trials(deepcopy=False)))
+
+
+@dataclass
+class SharedObjective:
+    """Wraps the objective: stamps ``worker_pid`` and ``retry_of`` at trial start, and ends a
+    trial that started past the study's total as a surplus trial (PRUNED, trains nothing)."""
+
+    objective: Callable[[optuna.trial.Trial], Any]
+    n_trials: int
+    surplus: bool = False  # set when a trial of this process started past the total
+
+    def __call__(self, trial: optuna.trial.Trial) -> Any:
+        trial.set_user_attr("worker_pid", os.getpid())
+        # the heartbeat's retry callback marks a retry in its system attrs ("failed_trial"),
+        # which a live Trial does not show: read them from storage
+        storage = trial.study._storage  # noqa: SLF001
+        failed = storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")  # noqa: SLF001
+        if failed is not None:
+            trial.set_user_attr("retry_of", failed)
+        retry = failed is not None or "retry_of" in trial.user_attrs
+        if not retry:
+            trials = counted(trial.study.get_trials(deepcopy=False))
+            if sum(t.number < trial.number for t in trials) >= self.n_trials:
+                trial.set_user_attr("surplus", True)
+                self.surplus = True
+                raise optuna.TrialPruned(
+                    f"surplus: the study already has its {self.n_trials} trials"
+                )
+        return self.objective(trial)
+
+
+def optimize_shared(
+    study: optuna.Study,
+    objective: SharedObjective,
+    *,
+    timeout: float | None,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]],
+) -> None:
+    """Run trials one at a time until the study has ``objective.n_trials`` counted trials,
+    none is WAITING, and (on heartbeat storage) none is RUNNING; or until ``timeout``."""
+    deadline = time.monotonic() + timeout if timeout else None
+    storage = study._storage  # noqa: SLF001 - Optuna exposes no public accessor
+    heartbeat = is_heartbeat_enabled(storage)
+    failures = 0
+    while deadline is None or time.monotonic() < deadline:
+        try:
+            done = _step(study, objective, heartbeat=heartbeat, callbacks=callbacks)
+        except Exception as e:
+            # the database went away (restart, network): finished trials are stored; a trial
+            # that was running is failed by the heartbeat and retried by a worker later
+            cause = _connection_error(e)
+            if cause is None:
+                raise
+            e = cause  # noqa: PLW2901
+            failures += 1
+            if failures > CONNECTION_RETRIES:
+                raise StorageError(
+                    f"lost the connection to the database at {_where(storage)} "
+                    f"(retried {CONNECTION_RETRIES} times): {_reason(e)}; trials finished so "
+                    "far are stored, rerun the same command to go on"
+                ) from None
+            log.warning("database connection lost (%s); retrying in %d s", _reason(e), failures)
+            time.sleep(failures)
+            continue
+        failures = 0
+        if done:
+            break
+
+
+def _step(
+    study: optuna.Study,
+    objective: SharedObjective,
+    *,
+    heartbeat: bool,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]],
+) -> bool:
+    """One trial, or one look for work (sleeping a while); True when there is none left."""
+    if heartbeat:
+        fail_stale_trials(study)  # a dead worker's trial: FAIL, and its retry enqueued
+    trials = study.get_trials(deepcopy=False)
+    waiting = any(t.state == TrialState.WAITING for t in trials)
+    left = objective.n_trials - len(counted(trials))
+    if left > 0 or waiting:
+        study.optimize(objective, n_trials=1, callbacks=callbacks, gc_after_trial=False)
+        return objective.surplus  # a surplus trial: the others have the rest
+    if heartbeat and any(t.state == TrialState.RUNNING for t in trials):
+        time.sleep(POLL_SECONDS)  # another worker's trial: wait in case it died
+        return False
+    return True
+
+
+def _connection_error(e: BaseException) -> BaseException | None:
+    """The database connection error behind ``e`` (Optuna may mask it while failing the trial
+    it was running, e.g. with an UnboundLocalError), or None."""
+    try:
+        from sqlalchemy.exc import InterfaceError, OperationalError
+    except ImportError:  # pragma: no cover - sqlalchemy comes with optuna
+        return None
+    seen: BaseException | None = e
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, (OperationalError, InterfaceError)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _reason(e: BaseException) -> str:
+    return str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+
+
+def _where(storage: object) -> str:
+    backend = getattr(storage, "_backend", storage)  # RDBStorage, maybe inside a cache
+    url = getattr(getattr(backend, "engine", None), "url", None)
+    if url is None or not url.host:
+        return "the --storage host"
+    return f"{url.host}:{url.port or 'default port'}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the parent of ``--workers N``
+
+
+@dataclass
+class _Child:
+    slot: int
+    seed: int
+    proc: subprocess.Popen[bytes]
+
+
+@dataclass
+class Parent:
+    """Starts ``workers`` children running ``python -m search.study ARGV --workers 1``,
+    forwards SIGINT, replaces crashed children after failing and re-enqueueing their trials."""
+
+    argv: list[str]
+    workers: int
+    seed: int
+    threads: int
+    study: Callable[[], optuna.Study]  # loads the study (None before it exists: raises KeyError)
+    children: list[_Child] = field(default_factory=list)
+    interrupted: bool = False
+    crashed: int = 0
+    started: int = 0
+
+    def run(self) -> int:
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            self._start(0)
+            self._wait_for_study()  # one child creates the study (and its first trial) alone
+            first = self.children[0].proc.poll()
+            if first is not None and first != 0:
+                return first if first > 0 else 1  # it said why (a user error, say)
+            for slot in range(1, self.workers):
+                self._start(slot)
+            return self._supervise()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+        for child in self.children:
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGINT)
+
+    def _start(self, slot: int) -> None:
+        seed = self.seed * 1000 + self.started
+        self.started += 1
+        threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        argv = [
+            *self.argv,
+            "--workers", "1", "--seed", str(seed), "--threads", str(threads), "--no-report",
+        ]  # fmt: skip
+        env = {
+            **os.environ,
+            # idle OpenMP threads spin by default: N processes sharing few cores thrash
+            "OMP_WAIT_POLICY": "PASSIVE",
+            "TQDM_DISABLE": "1",  # N progress bars on one terminal would overwrite each other
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "search.study", *argv],
+            env=env,
+            stdout=subprocess.DEVNULL,  # the parent prints the one summary
+            start_new_session=True,  # Ctrl-C reaches the parent, which forwards it once
+        )
+        log.info("worker %d started: pid %d, seed %d, %d threads", slot, proc.pid, seed, threads)
+        self.children.append(_Child(slot, seed, proc))
+
+    def _wait_for_study(self) -> None:
+        first = self.children[0].proc
+        deadline = time.monotonic() + START_TIMEOUT
+        while first.poll() is None and not self.interrupted and time.monotonic() < deadline:
+            try:
+                if self.study().get_trials(deepcopy=False):
+                    return
+            except KeyError:
+                pass
+            time.sleep(0.2)
+
+    def _supervise(self) -> int:
+        codes: list[int] = []
+        replacements: dict[int, int] = {}
+        while self.children:
+            for child in list(self.children):
+                code = child.proc.poll()
+                if code is None:
+                    continue
+                self.children.remove(child)
+                if code < 0 and not self.interrupted and -code != signal.SIGINT:
+                    self.crashed += 1
+                    log.warning(
+                        "worker %d (pid %d) killed by signal %d", child.slot, child.proc.pid, -code
+                    )
+                    self._recover(child.proc.pid)
+                    if replacements.get(child.slot, 0) < MAX_REPLACEMENTS:
+                        replacements[child.slot] = replacements.get(child.slot, 0) + 1
+                        self._start(child.slot)
+                        continue
+                codes.append(code)
+            time.sleep(0.2)
+        if self.interrupted or any(c in (130, -signal.SIGINT) for c in codes):
+            return 130
+        bad = [c for c in codes if c != 0]
+        return (bad[0] if bad[0] > 0 else 1) if bad else 0
+
+    def _recover(self, pid: int) -> None:
+        """Fail the trials a dead child left RUNNING and enqueue one retry of each."""
+        study = self.study()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("worker_pid") != pid:
+                continue
+            study._storage.set_trial_user_attr(  # noqa: SLF001 - the trial is not ours to tell
+                t._trial_id,
+                "fail_reason",
+                f"its worker (pid {pid}) died",  # noqa: SLF001
+            )
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            if "retry_of" not in t.user_attrs and not t.user_attrs.get("surplus"):
+                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+                log.warning("trial %d failed with its worker; retry enqueued", t.number)

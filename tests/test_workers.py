@@ -1,0 +1,211 @@
+"""Several workers on one study: a real PostgreSQL server and the journal file, real processes,
+real signals (no mocks). Each test runs tiny synthetic studies in a few seconds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from mnistcore.cli import run_main
+from search.storage import open_storage
+from search.study import main
+from search.workers import counted
+from tests.conftest import require
+from tests.postgres import find_bin_dir, free_port, postgres_server
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--dataset", "synthetic", "--synthetic-size", "300", "--epochs", "2", "--no-report"]
+# trials long enough (about a second) to be caught inside one, and never pruned
+SLOW = ["--dataset", "synthetic", "--synthetic-size", "600", "--epochs", "4", "--pruner", "none",
+        "--no-report", "--threads", "1"]  # fmt: skip
+FINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    bin_dir = find_bin_dir()
+    require(bin_dir is not None, "postgresql", "PostgreSQL server binaries (initdb, pg_ctl)")
+    assert bin_dir is not None
+    with postgres_server(bin_dir) as server:
+        yield server.url
+
+
+def study_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "search.study", *args]
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.Popen(
+        study_cmd(*args), cwd=cwd, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def run(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    proc = start(*args, cwd=cwd)
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def trials(storage: str, name: str) -> list[FrozenTrial]:
+    st, _ = open_storage(storage)
+    return optuna.load_study(study_name=name, storage=st).get_trials(deepcopy=False)
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "condition"):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except KeyError:  # the study does not exist yet
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def assert_whole(all_trials: list[FrozenTrial], n_trials: int) -> None:
+    numbers = [t.number for t in all_trials]
+    assert len(numbers) == len(set(numbers))
+    assert all(t.state in FINAL for t in all_trials), [t.state for t in all_trials]
+    assert len(counted(all_trials)) == n_trials
+    assert not [t for t in all_trials if t.user_attrs.get("surplus")]  # no race in practice
+
+
+def test_three_workers_on_postgres(postgres: str, tmp_path: Path) -> None:
+    result = run(*FAST, "--workers", "3", "--n-trials", "5", "--storage", postgres,
+                 "--study-name", "three", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "study 'three'" in result.stdout
+    all_trials = trials(postgres, "three")
+    assert len(all_trials) == 5
+    assert_whole(all_trials, 5)
+
+
+def training(t: FrozenTrial) -> bool:
+    """The trial is RUNNING and past choosing its parameters (its config is stored)."""
+    return t.state == TrialState.RUNNING and "config" in t.user_attrs
+
+
+def running_of(storage: str, name: str, pid: int) -> FrozenTrial | None:
+    return next(
+        (t for t in trials(storage, name) if training(t) and t.user_attrs["worker_pid"] == pid),
+        None,
+    )
+
+
+def assert_retried(all_trials: list[FrozenTrial], killed: int) -> FrozenTrial:
+    by_number = {t.number: t for t in all_trials}
+    assert by_number[killed].state == TrialState.FAIL
+    retries = [t for t in all_trials if t.user_attrs.get("retry_of") == killed]
+    assert len(retries) == 1
+    retry = retries[0]
+    assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retry.params == by_number[killed].params
+    return retry
+
+
+def test_sigkilled_worker_on_postgres_is_retried_by_the_others(
+    postgres: str, tmp_path: Path
+) -> None:
+    args = [*SLOW, "--n-trials", "4", "--storage", postgres, "--study-name", "killed",
+            "--heartbeat", "1", "--quiet"]  # fmt: skip
+    first = start(*args, "--seed", "1", cwd=tmp_path)
+    wait_for(lambda: trials(postgres, "killed"), what="the study")
+    workers = [first, start(*args, "--seed", "2", cwd=tmp_path),
+               start(*args, "--seed", "3", cwd=tmp_path)]  # fmt: skip
+    victim = workers[0]  # the first: it is sure to be inside a trial (not finding work done)
+    trial = wait_for(lambda: running_of(postgres, "killed", victim.pid), what="a running trial")
+    victim.kill()
+    killed_at = datetime.now()
+    victim.wait()
+    for proc in workers[1:]:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    all_trials = trials(postgres, "killed")
+    retry = assert_retried(all_trials, trial.number)
+    assert retry.datetime_start is not None
+    print(f"postgres: SIGKILL to retry {(retry.datetime_start - killed_at).total_seconds():.1f} s")
+    assert_whole(all_trials, 4)
+
+
+def test_three_workers_on_the_default_journal_a_sigkilled_child_is_retried(tmp_path: Path) -> None:
+    # the default storage: the journal file reports/optuna-journal.log under the working folder
+    journal = str(tmp_path / "reports" / "optuna-journal.log")
+    parent = start(*SLOW, "--workers", "3", "--n-trials", "5", cwd=tmp_path)
+    # a trial of any child but the first (whose first trial may start before the others)
+    trial = wait_for(
+        lambda: [
+            t for t in trials(journal, "synthetic-accuracy") if training(t) and t.number > 0
+        ],  # fmt: skip
+        what="a running trial",
+    )[0]
+    os.kill(trial.user_attrs["worker_pid"], signal.SIGKILL)
+    killed_at = datetime.now()
+    out, err = parent.communicate(timeout=120)
+    assert parent.returncode == 0, err
+    assert "crashed" in out
+    all_trials = trials(journal, "synthetic-accuracy")
+    retry = assert_retried(all_trials, trial.number)
+    assert retry.datetime_start is not None
+    print(f"journal: SIGKILL to retry {(retry.datetime_start - killed_at).total_seconds():.1f} s")
+    assert_whole(all_trials, 5)
+
+
+def test_sigint_stops_a_worker_cleanly_and_a_rerun_resumes(tmp_path: Path) -> None:
+    journal = str(tmp_path / "journal.log")
+    args = [*SLOW, "--n-trials", "3", "--storage", journal, "--quiet"]
+    proc = start(*args, cwd=tmp_path)
+    # inside the training loop (an epoch reported), not in the process's start-up
+    wait_for(
+        lambda: (
+            (t := running_of(journal, "synthetic-accuracy", proc.pid)) and t.intermediate_values
+        ),
+        what="a trial's first epoch",
+    )
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "study 'synthetic-accuracy'" in out
+    assert "Traceback" not in err
+    interrupted = trials(journal, "synthetic-accuracy")
+    assert all(t.state in FINAL for t in interrupted)
+    assert len(interrupted) < 3
+
+    again = run(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert len(trials(journal, "synthetic-accuracy")) == 3
+
+
+@pytest.mark.parametrize(
+    "case", ["wrong password", "closed port", "bad url"], ids=lambda c: c.replace(" ", "-")
+)
+def test_unusable_database_is_one_line_exit_2(
+    postgres: str, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = {
+        "wrong password": postgres.replace(":test-secret@", ":wrong@"),
+        "closed port": f"postgresql://u:p@127.0.0.1:{free_port()}/optuna",
+        "bad url": "postgresql://u:p@127.0.0.1:notaport/optuna",
+    }[case]
+    # in this process (what `python -m search.study` runs): a child process would spend
+    # seconds importing torch for nothing
+    with pytest.raises(SystemExit) as exit_:
+        run_main(lambda: main([*FAST, "--storage", url, "--workers", "2"]))
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "127.0.0.1" in lines[0]
+    assert "wrong" not in lines[0] and ":p@" not in lines[0]  # passwords are never shown
