@@ -29,10 +29,21 @@ class PostgresServer:
     user: str
     password: str
     database: str
+    pg_ctl: tuple[str, ...] = ()  # the pg_ctl command line (as the postgres user) up to "stop"
+    options: str = ""  # server options given to pg_ctl start
 
     @property
     def url(self) -> str:
         return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
+
+    def stop(self) -> None:
+        """Stop the server at once (as a crash or a network cut looks to clients)."""
+        subprocess.run([*self.pg_ctl, "-m", "immediate", "-w", "stop"], check=True,
+                       capture_output=True, timeout=60)  # fmt: skip
+
+    def start(self) -> None:
+        subprocess.run([*self.pg_ctl, "-o", self.options, "-w", "start"], check=True,
+                       capture_output=True, timeout=60)  # fmt: skip
 
 
 def find_bin_dir() -> Path | None:
@@ -82,9 +93,10 @@ def postgres_server(bin_dir: Path) -> Iterator[PostgresServer]:
             "-w", "start")  # fmt: skip
         started = True
         run(str(bin_dir / "createdb"), "-h", str(sockets), "-p", str(port), "-U", user, DATABASE)
-        yield PostgresServer("127.0.0.1", port, user, PASSWORD, DATABASE)
+        pg_ctl = (*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"))
+        yield PostgresServer("127.0.0.1", port, user, PASSWORD, DATABASE, pg_ctl, options)
     finally:
-        if started:
+        if started:  # a test may have stopped it already: then this fails, quietly
             with contextlib.suppress(subprocess.SubprocessError):
                 run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(root, ignore_errors=True)

@@ -209,3 +209,39 @@ def test_unusable_database_is_one_line_exit_2(
     assert len(lines) == 1, lines
     assert "127.0.0.1" in lines[0]
     assert "wrong" not in lines[0] and ":p@" not in lines[0]  # passwords are never shown
+
+
+def test_lost_database_is_retried_then_one_line_exit_2_and_finished_trials_stay(
+    tmp_path: Path,
+) -> None:
+    bin_dir = find_bin_dir()
+    require(bin_dir is not None, "postgresql", "PostgreSQL server binaries (initdb, pg_ctl)")
+    assert bin_dir is not None
+    # a server of its own: this test stops it under a running study
+    with postgres_server(bin_dir) as server:
+        proc = start("--storage", server.url, "--study-name", "lost", "--n-trials", "100",
+                     *SLOW, cwd=tmp_path)  # fmt: skip
+        try:
+            wait_for(
+                lambda: [t for t in trials(server.url, "lost") if t.state == TrialState.COMPLETE],
+                timeout=120,
+                what="a complete trial",
+            )
+            done = {t.number for t in trials(server.url, "lost") if t.state == TrialState.COMPLETE}
+            server.stop()
+            lost_at = time.monotonic()
+            _, err = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        print(f"connection lost -> exit after {time.monotonic() - lost_at:.1f} s")
+        # Retried a few times (warnings), then one error line naming the host, exit code 2.
+        assert proc.returncode == 2, err
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "127.0.0.1" in errors[0], err
+        assert "Traceback" not in err
+        assert "retrying" in err
+        # The server comes back: every trial that had finished is still there, complete.
+        server.start()
+        after = {t.number: t.state for t in trials(server.url, "lost")}
+        assert all(after[n] == TrialState.COMPLETE for n in done)
