@@ -81,7 +81,11 @@ def assert_whole(all_trials: list[FrozenTrial], n_trials: int) -> None:
     assert len(numbers) == len(set(numbers))
     assert all(t.state in FINAL for t in all_trials), [t.state for t in all_trials]
     assert len(counted(all_trials)) == n_trials
-    assert not [t for t in all_trials if t.user_attrs.get("surplus")]  # no race in practice
+    # Two workers may both see one trial missing and both start one (seen on a loaded 2-core
+    # machine): the later is a *surplus* trial, ended PRUNED at once, having trained nothing.
+    for t in all_trials:
+        if t.user_attrs.get("surplus"):
+            assert t.state == TrialState.PRUNED and not t.intermediate_values
 
 
 def test_three_workers_on_postgres(postgres: str, tmp_path: Path) -> None:
@@ -117,6 +121,16 @@ def assert_retried(all_trials: list[FrozenTrial], killed: int) -> FrozenTrial:
     return retry
 
 
+def assert_recovered(
+    all_trials: list[FrozenTrial], killed: int, n_trials: int, killed_at: datetime, label: str
+) -> None:
+    """The killed trial was retried once and the study holds exactly what was requested."""
+    retry = assert_retried(all_trials, killed)
+    assert retry.datetime_start is not None
+    print(f"{label}: SIGKILL to retry {(retry.datetime_start - killed_at).total_seconds():.1f} s")
+    assert_whole(all_trials, n_trials)
+
+
 def test_sigkilled_worker_on_postgres_is_retried_by_the_others(
     postgres: str, tmp_path: Path
 ) -> None:
@@ -134,11 +148,7 @@ def test_sigkilled_worker_on_postgres_is_retried_by_the_others(
     for proc in workers[1:]:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-    all_trials = trials(postgres, "killed")
-    retry = assert_retried(all_trials, trial.number)
-    assert retry.datetime_start is not None
-    print(f"postgres: SIGKILL to retry {(retry.datetime_start - killed_at).total_seconds():.1f} s")
-    assert_whole(all_trials, 4)
+    assert_recovered(trials(postgres, "killed"), trial.number, 4, killed_at, "postgres")
 
 
 def test_three_workers_on_the_default_journal_a_sigkilled_child_is_retried(tmp_path: Path) -> None:
@@ -157,11 +167,7 @@ def test_three_workers_on_the_default_journal_a_sigkilled_child_is_retried(tmp_p
     out, err = parent.communicate(timeout=120)
     assert parent.returncode == 0, err
     assert "crashed" in out
-    all_trials = trials(journal, "synthetic-accuracy")
-    retry = assert_retried(all_trials, trial.number)
-    assert retry.datetime_start is not None
-    print(f"journal: SIGKILL to retry {(retry.datetime_start - killed_at).total_seconds():.1f} s")
-    assert_whole(all_trials, 5)
+    assert_recovered(trials(journal, "synthetic-accuracy"), trial.number, 5, killed_at, "journal")
 
 
 def test_sigint_stops_a_worker_cleanly_and_a_rerun_resumes(tmp_path: Path) -> None:
