@@ -53,4 +53,4 @@ bench-compare: $(STAMP)
 	$(PY) -m pytest bench/ --benchmark-compare --benchmark-compare-fail=$${BENCH_FAIL:-median:25%}
 
 clean:
-	rm -rf .benchmarks reports/*.html reports/studies reports/plotly*.js artifacts
+	rm -rf .benchmarks reports/*.html reports/studies reports/plotly*.js reports/*.lock artifacts

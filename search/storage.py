@@ -20,6 +20,7 @@ from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCal
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from mnistcore import UserError
+from search.locks import schema_lock
 
 # The journal file, not SQLite: SQLite locks the whole database file for each write, and with
 # several worker processes writing trials at once the waiting writers run out of their lock
@@ -141,14 +142,15 @@ def _open_rdb(url: str, *, heartbeat: int | None = None) -> RDBStorage:
                 "use another path (sqlite:///relative.db, sqlite:////absolute.db)"
             )
     try:
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat or HEARTBEAT_INTERVAL,
-            grace_period=heartbeat * GRACE_FACTOR if heartbeat else GRACE_PERIOD,
-            # a trial whose worker died (no heartbeat) is failed, then run again once
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )
+        with schema_lock(url, engine_kwargs):  # workers opening a fresh database together
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat or HEARTBEAT_INTERVAL,
+                grace_period=heartbeat * GRACE_FACTOR if heartbeat else GRACE_PERIOD,
+                # a trial whose worker died (no heartbeat) is failed, then run again once
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
     except ImportError as e:
         driver = {"postgresql": "psycopg[binary]", "mysql": "PyMySQL (then mysql+pymysql://)"}
         raise StorageError(

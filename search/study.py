@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from mnistcore import DATASETS, TrainConfig, UserError, load_dataset, resolve_device
 from mnistcore.cli import FIELD_HELP, run_main
+from search.locks import study_lock
 from search.objective import OBJECTIVES, Objective, run_stamps
 from search.space import (
     DEFAULT_SPACE,
@@ -334,8 +335,10 @@ def run_study(settings: StudySettings) -> int:
     )
     _check_same_settings(study, dataset=data.name, epochs=epochs, objectives=s.objectives)
     check_compatible(s.space, study.get_trials(deepcopy=False), name)
-    if not study.get_trials(deepcopy=False):
-        study.enqueue_trial(start_params(s.space))
+    lock = study_lock(storage, storage_name, name)
+    with lock.hold():  # workers starting together: only the first queues the start point
+        if not study.get_trials(deepcopy=False):
+            study.enqueue_trial(start_params(s.space))
     stamps = run_stamps(data, device=str(device))
     for key, value in {
         "dataset": data.name,
@@ -365,7 +368,7 @@ def run_study(settings: StudySettings) -> int:
     )
     objective = Objective(data, s.space, base=base, objectives=s.objectives, stamps=stamps)
     remaining = budget_left(study, s.n_trials)  # running and waiting trials count too
-    run = _optimize(study, objective, remaining=remaining, settings=s)
+    run = _optimize(study, SharedObjective(objective, s.n_trials, lock), remaining, settings=s)
 
     lines = run.lines(objective.compute_seconds)
     print(format_summary(summarize(study), run_lines=lines))
@@ -393,6 +396,7 @@ def run_workers(settings: StudySettings, argv: list[str]) -> int:
         seed=s.seed,
         threads=s.threads,
         study=lambda: optuna.load_study(study_name=name, storage=storage),
+        lock=study_lock(storage, storage_name, name),
     )
     log.info("%d workers on study %r in %s", s.workers, name, storage_name)
     start = time.perf_counter()
@@ -431,11 +435,13 @@ class _Run:
 
 
 def _optimize(
-    study: optuna.Study, objective: Objective, *, remaining: int, settings: StudySettings
+    study: optuna.Study, shared: SharedObjective, remaining: int, *, settings: StudySettings
 ) -> _Run:
     run = _Run()
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    if remaining <= 0 and not waiting:
+    # a RUNNING trial may be a dead worker's, to be retried: optimize_shared looks at it
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if remaining <= 0 and not waiting and not running:
         log.info(
             "the study already has %d or more finished trials (--n-trials counts them): "
             "nothing to run; raise --n-trials to continue",
@@ -465,17 +471,13 @@ def _optimize(
     try:
         # with several workers on one storage, stop once the study as a whole has enough:
         # trials run one at a time while the study's count (running ones included) is short
-        optimize_shared(
-            study,
-            SharedObjective(objective, settings.n_trials),
-            timeout=settings.timeout,
-            callbacks=[on_trial_end],
-        )
+        optimize_shared(study, shared, timeout=settings.timeout, callbacks=[on_trial_end])
     except KeyboardInterrupt:
         run.interrupted = True
-        _fail_running(study, objective.trial_numbers)
+        numbers = shared.objective.trial_numbers
+        _fail_running(study, numbers)
         # Optuna calls no callback for the trial it was running when Ctrl-C came
-        for number in set(objective.trial_numbers) - logged:
+        for number in set(numbers) - logged:
             on_trial_end(study, study.get_trials(deepcopy=False)[number])
         log.warning(
             "interrupted: a running trial is marked FAIL; rerun the same command to resume"

@@ -4,20 +4,23 @@ Any number of processes (``--workers N`` here, or the same command on several ma
 ``--storage postgresql://...``) run one study. Three rules keep the study whole:
 
 * **The total is exact.** ``--n-trials`` is the study's total. A trial counts once it is
-  WAITING, RUNNING or finished; a failed trial that has a retry, and a *surplus* trial, do not
-  count. A worker starts a trial only while the count is below the total, and a trial that two
-  workers raced into past the total is ended at once as PRUNED with the user attr
-  ``surplus`` (it trains nothing and does not count), so the finished trials equal the total.
+  WAITING, RUNNING or finished; a failed trial that has a retry does not count. A worker takes
+  the study's lock (search/locks.py), counts, creates its trial and only then lets go, so two
+  workers never both take the last trial. Where the storage has no such lock (MySQL), a trial
+  that started past the total is ended at once as PRUNED with the user attr ``surplus``; it
+  trains nothing and does not count.
 * **A crashed worker's trial is retried once, with the same parameters.** On PostgreSQL/MySQL
   the heartbeat does it: a RUNNING trial without a heartbeat for the grace period is failed by
   the next worker that starts a trial (or polls, see below), and
-  ``RetryHeartbeatStaleTrialCallback`` enqueues its retry. The journal file has no heartbeat:
-  under ``--workers N`` the parent process sees a child die by a signal, fails the trials that
-  child left RUNNING (user attr ``worker_pid``) and enqueues their retry. Every retry records
-  the trial it retries in the user attr ``retry_of``.
-* **Workers wait for each other's last trials** (heartbeat storage only): a worker with nothing
-  left to start keeps polling while another worker's trial is RUNNING, so that if that worker
-  died, a survivor fails and reruns its trial instead of everyone leaving it behind.
+  ``RetryHeartbeatStaleTrialCallback`` enqueues its retry. The journal file has no heartbeat,
+  but its workers share one machine: each trial records its worker's host, pid and process
+  start time, and a worker that finds a RUNNING trial whose process is gone fails it and
+  enqueues the retry (``--workers N``'s parent does the same the moment a child dies). Every
+  retry records the trial it retries in the user attr ``retry_of``.
+* **Workers wait for each other's last trials**: a worker with nothing left to start keeps
+  polling while another worker's trial is RUNNING (on the journal file: another live process
+  on this machine), so that if that worker dies, a survivor fails and reruns its trial instead
+  of everyone leaving it behind.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -37,6 +42,7 @@ from optuna.storages import fail_stale_trials
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
+from search.locks import StudyLock
 from search.storage import StorageError
 
 log = logging.getLogger("search")
@@ -86,31 +92,106 @@ def budget_left(study: optuna.Study, n_trials: int) -> int:
 
 @dataclass
 class SharedObjective:
-    """Wraps the objective: stamps ``worker_pid`` and ``retry_of`` at trial start, and ends a
-    trial that started past the study's total as a surplus trial (PRUNED, trains nothing)."""
+    """Wraps the objective: stamps the trial's worker (``worker_pid``, ``worker_host``,
+    ``worker_started``) and ``retry_of``, then releases the study's lock, which its worker
+    took before counting; ends a trial that started past the study's total (possible only
+    without a lock) as a surplus trial (PRUNED, trains nothing)."""
 
     objective: Callable[[optuna.trial.Trial], Any]
     n_trials: int
+    lock: StudyLock = field(default_factory=StudyLock)
     surplus: bool = False  # set when a trial of this process started past the total
 
     def __call__(self, trial: optuna.trial.Trial) -> Any:
-        trial.set_user_attr("worker_pid", os.getpid())
-        # the heartbeat's retry callback marks a retry in its system attrs ("failed_trial"),
-        # which a live Trial does not show: read them from storage
-        storage = trial.study._storage  # noqa: SLF001
-        failed = storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")  # noqa: SLF001
-        if failed is not None:
-            trial.set_user_attr("retry_of", failed)
-        retry = failed is not None or "retry_of" in trial.user_attrs
-        if not retry:
-            trials = counted(trial.study.get_trials(deepcopy=False))
-            if sum(t.number < trial.number for t in trials) >= self.n_trials:
-                trial.set_user_attr("surplus", True)
-                self.surplus = True
-                raise optuna.TrialPruned(
-                    f"surplus: the study already has its {self.n_trials} trials"
-                )
+        try:
+            for key, value in worker_stamp().items():
+                trial.set_user_attr(key, value)
+            # the heartbeat's retry callback marks a retry in its system attrs
+            # ("failed_trial"), which a live Trial does not show: read them from storage
+            storage = trial.study._storage  # noqa: SLF001
+            failed = storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")  # noqa: SLF001
+            if failed is not None:
+                trial.set_user_attr("retry_of", failed)
+            retry = failed is not None or "retry_of" in trial.user_attrs
+            surplus = not retry and not self.lock.atomic and self._past_total(trial)
+        finally:
+            self.lock.release()  # the trial exists, stamped: the next worker may count
+        if surplus:
+            trial.set_user_attr("surplus", True)
+            self.surplus = True
+            raise optuna.TrialPruned(f"surplus: the study already has its {self.n_trials} trials")
         return self.objective(trial)
+
+    def _past_total(self, trial: optuna.trial.Trial) -> bool:
+        trials = counted(trial.study.get_trials(deepcopy=False))
+        return sum(t.number < trial.number for t in trials) >= self.n_trials
+
+
+def worker_stamp() -> dict[str, Any]:
+    """What identifies this process to the others: its host, pid and start time (the start
+    time tells a reused pid from the original)."""
+    pid = os.getpid()
+    return {
+        "worker_pid": pid,
+        "worker_host": socket.gethostname(),
+        "worker_started": _started(pid),
+    }
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name in (...) may hold spaces
+
+
+def worker_gone(trial: FrozenTrial) -> bool:
+    """True when ``trial`` ran on this machine and the process that ran it is gone (exited,
+    killed, a zombie, or its pid reused since). False when unknown: another machine, or a
+    trial without a worker stamp."""
+    attrs = trial.user_attrs
+    pid = attrs.get("worker_pid")
+    if pid is None or attrs.get("worker_host") != socket.gethostname():
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:  # no /proc (macOS): ask the kernel whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    fields = stat.rsplit(")", 1)[1].split()
+    started = attrs.get("worker_started")
+    return fields[0] == "Z" or (started is not None and fields[19] != started)
+
+
+def recover(study: optuna.Study, gone: Callable[[FrozenTrial], bool]) -> list[int]:
+    """Fail the RUNNING trials whose worker is ``gone`` and enqueue one retry of each (a retry
+    is not retried again); returns their numbers. Call it holding the study's lock, so that
+    two workers never both retry one trial."""
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not gone(t):
+            continue
+        pid = t.user_attrs.get("worker_pid")
+        study._storage.set_trial_user_attr(  # noqa: SLF001 - the trial is not ours to tell
+            t._trial_id,  # noqa: SLF001
+            "fail_reason",
+            f"its worker (pid {pid}) died",
+        )
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        failed.append(t.number)
+        if "retry_of" not in t.user_attrs and not t.user_attrs.get("surplus"):
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            log.warning("trial %d failed with its worker (pid %s); retry enqueued", t.number, pid)
+    return failed
 
 
 def optimize_shared(
@@ -159,16 +240,27 @@ def _step(
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]],
 ) -> bool:
     """One trial, or one look for work (sleeping a while); True when there is none left."""
-    if heartbeat:
-        fail_stale_trials(study)  # a dead worker's trial: FAIL, and its retry enqueued
-    trials = study.get_trials(deepcopy=False)
-    waiting = any(t.state == TrialState.WAITING for t in trials)
-    left = objective.n_trials - len(counted(trials))
-    if left > 0 or waiting:
-        study.optimize(objective, n_trials=1, callbacks=callbacks, gc_after_trial=False)
-        return objective.surplus  # a surplus trial: the others have the rest
-    if heartbeat and any(t.state == TrialState.RUNNING for t in trials):
-        time.sleep(POLL_SECONDS)  # another worker's trial: wait in case it died
+    lock = objective.lock
+    lock.acquire()
+    try:
+        if heartbeat:
+            fail_stale_trials(study)  # a dead worker's trial: FAIL, and its retry enqueued
+        else:
+            recover(study, worker_gone)
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        left = objective.n_trials - len(counted(trials))
+        if left > 0 or waiting:
+            # the objective releases the lock as soon as its trial exists
+            study.optimize(objective, n_trials=1, callbacks=callbacks, gc_after_trial=False)
+            return objective.surplus  # a surplus trial: the others have the rest
+    finally:
+        lock.release()
+    others = [t for t in trials if t.state == TrialState.RUNNING]
+    if not heartbeat:  # the journal: only this machine's live processes can be watched
+        others = [t for t in others if t.user_attrs.get("worker_host") == socket.gethostname()]
+    if others:
+        time.sleep(POLL_SECONDS)  # another worker's trial: wait in case it dies
         return False
     return True
 
@@ -223,6 +315,7 @@ class Parent:
     seed: int
     threads: int
     study: Callable[[], optuna.Study]  # loads the study (None before it exists: raises KeyError)
+    lock: StudyLock = field(default_factory=StudyLock)  # the study's: see search/locks.py
     children: list[_Child] = field(default_factory=list)
     interrupted: bool = False
     crashed: int = 0
@@ -310,16 +403,5 @@ class Parent:
 
     def _recover(self, pid: int) -> None:
         """Fail the trials a dead child left RUNNING and enqueue one retry of each."""
-        study = self.study()
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("worker_pid") != pid:
-                continue
-            study._storage.set_trial_user_attr(  # noqa: SLF001 - the trial is not ours to tell
-                t._trial_id,
-                "fail_reason",
-                f"its worker (pid {pid}) died",  # noqa: SLF001
-            )
-            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            if "retry_of" not in t.user_attrs and not t.user_attrs.get("surplus"):
-                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-                log.warning("trial %d failed with its worker; retry enqueued", t.number)
+        with self.lock.hold():
+            recover(self.study(), lambda t: t.user_attrs.get("worker_pid") == pid)

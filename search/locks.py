@@ -1,0 +1,166 @@
+"""One lock per study, shared by every worker: "count the trials, then create one" is atomic.
+
+Without it two workers can both see the study one trial short and both start one, so the
+study ends with a trial too many. Each worker takes the study's lock before it counts and
+holds it until its new trial exists in storage (the objective releases it as it starts).
+
+* Journal file and SQLite: ``fcntl.flock`` on ``<file>.study-<hash>.lock`` beside the storage
+  file (not ``<file>.lock``: Optuna's own journal lock uses that name).
+* PostgreSQL: a session-level ``pg_advisory_lock`` on a connection of its own.
+
+Both are released by the kernel or the server when the holder dies (SIGKILL included), so a
+killed worker never leaves the study locked. Other storages (MySQL, in-memory) get no lock;
+there a trial that started past the total still ends at once as *surplus* (see workers.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages.journal import JournalStorage
+
+
+class StudyLock:
+    """No lock: the base class, for storages that have none. ``release`` may be called any
+    number of times; only the first after an ``acquire`` does anything."""
+
+    atomic = False  # True: counting and creating a trial under this lock cannot race
+
+    def acquire(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
+class FileLock(StudyLock):
+    atomic = True
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the file drops its flock
+
+
+class AdvisoryLock(StudyLock):
+    """PostgreSQL's session-level advisory lock, keyed by the study's name."""
+
+    atomic = True
+
+    def __init__(self, engine: Any, study_name: str) -> None:
+        self.engine = engine
+        self.key = _key(study_name)
+        self._conn: Any = None
+
+    def acquire(self) -> None:
+        from sqlalchemy import text
+
+        conn = self.engine.connect()
+        try:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": self.key})
+            conn.commit()  # the lock outlives the transaction: it belongs to the session
+        except BaseException:
+            conn.invalidate()
+            conn.close()
+            raise
+        self._conn = conn
+
+    def release(self) -> None:
+        if self._conn is None:
+            return
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        conn, self._conn = self._conn, None
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+            conn.commit()
+            conn.close()
+        except SQLAlchemyError:
+            # the connection is gone, and the server dropped the lock with its session; never
+            # hand this connection back to the pool
+            conn.invalidate()
+            conn.close()
+
+
+def study_lock(storage: BaseStorage, storage_name: str, study_name: str) -> StudyLock:
+    """The lock for ``study_name`` in ``storage`` (opened from ``storage_name``)."""
+    if isinstance(storage, JournalStorage):
+        return FileLock(_beside(Path(storage_name), study_name))
+    if isinstance(storage, RDBStorage):
+        url = storage.engine.url
+        backend = url.get_backend_name()
+        if backend == "postgresql":
+            return AdvisoryLock(storage.engine, study_name)
+        if backend == "sqlite" and url.database and url.database != ":memory:":
+            return FileLock(_beside(Path(url.database), study_name))
+    return StudyLock()
+
+
+def _beside(path: Path, study_name: str) -> Path:
+    digest = hashlib.sha256(study_name.encode()).hexdigest()[:12]
+    return path.with_name(f"{path.name}.study-{digest}.lock")
+
+
+def _key(name: str) -> int:
+    """A PostgreSQL advisory lock key (a signed bigint) for ``name``."""
+    return int.from_bytes(
+        hashlib.sha256(f"search.study:{name}".encode()).digest()[:8], "big", signed=True
+    )
+
+
+SCHEMA_KEY = _key("")  # no study is named "" (Optuna refuses empty names)
+
+
+@contextlib.contextmanager
+def schema_lock(url: str, engine_kwargs: dict[str, Any]) -> Iterator[None]:
+    """Held while Optuna opens a PostgreSQL database: on first open it creates its tables, and
+    workers opening a fresh database at the same moment race in CREATE TABLE ("duplicate key
+    value violates unique constraint pg_type_typname_nsp_index"). Other databases: no lock."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    if make_url(url).get_backend_name() != "postgresql":
+        yield
+        return
+    engine = create_engine(url, poolclass=NullPool, **engine_kwargs)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_KEY})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_KEY})
+                conn.commit()
+    finally:
+        engine.dispose()
