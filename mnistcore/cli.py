@@ -39,14 +39,15 @@ FIELD_HELP = {
 def add_config_arguments(
     parser: argparse.ArgumentParser, *, only: Sequence[str] | None = None
 ) -> None:
-    """Add ``--field`` flags for TrainConfig's fields (or ``only`` these), defaults shown."""
+    """Add ``--field`` flags for TrainConfig's fields (or ``only`` these). The parser's
+    ArgumentDefaultsHelpFormatter shows each default."""
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         if only is not None and f.name not in only:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        help_text = f"{FIELD_HELP.get(f.name, f.name)} (default: {default})"
+        help_text = FIELD_HELP.get(f.name, f.name)
         if isinstance(default, bool):
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=default, help=help_text

@@ -31,3 +31,11 @@ def test_user_errors_exit_2_with_one_line(args, needle):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_help_shows_each_default_once():
+    proc = run("--help")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())  # argparse wraps lines
+    assert "SGD momentum, in [0, 1) (default: 0.9)" in text
+    assert "(default: 0.9) (default: 0.9)" not in text
