@@ -63,6 +63,10 @@ def trials(storage: str, name: str) -> list[FrozenTrial]:
     return optuna.load_study(study_name=name, storage=st).get_trials(deepcopy=False)
 
 
+def completed(storage: str, name: str) -> list[FrozenTrial]:
+    return [t for t in trials(storage, name) if t.state == TrialState.COMPLETE]
+
+
 def wait_for(condition, timeout: float = 60.0, what: str = "condition"):  # noqa: ANN001, ANN201
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -286,12 +290,8 @@ def test_lost_database_is_retried_then_one_line_exit_2_and_finished_trials_stay(
         proc = start("--storage", server.url, "--study-name", "lost", "--n-trials", "100",
                      *SLOW, cwd=tmp_path)  # fmt: skip
         try:
-            wait_for(
-                lambda: [t for t in trials(server.url, "lost") if t.state == TrialState.COMPLETE],
-                timeout=120,
-                what="a complete trial",
-            )
-            done = {t.number for t in trials(server.url, "lost") if t.state == TrialState.COMPLETE}
+            wait_for(lambda: completed(server.url, "lost"), timeout=120, what="a trial")
+            done = {t.number for t in completed(server.url, "lost")}
             server.stop()
             lost_at = time.monotonic()
             _, err = proc.communicate(timeout=90)
@@ -309,3 +309,25 @@ def test_lost_database_is_retried_then_one_line_exit_2_and_finished_trials_stay(
         server.start()
         after = {t.number: t.state for t in trials(server.url, "lost")}
         assert all(after[n] == TrialState.COMPLETE for n in done)
+
+
+def test_a_short_database_outage_is_ridden_out_and_the_study_finishes(tmp_path: Path) -> None:
+    bin_dir = find_bin_dir()
+    require(bin_dir is not None, "postgresql", "PostgreSQL server binaries (initdb, pg_ctl)")
+    assert bin_dir is not None
+    with postgres_server(bin_dir) as server:
+        proc = start("--storage", server.url, "--study-name", "outage", "--n-trials", "4",
+                     "--heartbeat", "1", "--quiet", *SLOW, cwd=tmp_path)  # fmt: skip
+        try:
+            wait_for(lambda: completed(server.url, "outage"), timeout=120, what="a trial")
+            server.stop()
+            time.sleep(1.0)  # shorter than the retries' 1 + 2 + 3 s
+            server.start()
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err
+        assert "retrying" in err
+        # the trial the outage broke (left RUNNING or FAIL) has a retry; the study is whole
+        assert_whole(trials(server.url, "outage"), 4)
