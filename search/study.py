@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from mnistcore import DATASETS, TrainConfig, UserError, load_dataset, resolve_device
-from mnistcore.cli import FIELD_HELP, run_main
+from mnistcore.cli import FIELD_HELP, INTERRUPTED_EXIT, run_main
 from search.locks import study_lock
 from search.objective import OBJECTIVES, Objective, run_stamps
 from search.space import (
@@ -48,7 +48,6 @@ log = logging.getLogger("search")
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
 PRUNERS = ("hyperband", "sha", "median", "percentile", "none")
-INTERRUPTED_EXIT = 130  # the shell's code for "stopped by SIGINT"
 
 # Defaults measured on a 2-core CPU with mnist-5k (see search/README-snippet.md): about four
 # minutes, a third or more of the trials pruned, best test accuracy around 98 %.
