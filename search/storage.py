@@ -9,15 +9,23 @@ RDB storage with heartbeats, for workers on several machines.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import re
 import signal
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal import (
+    JournalFileBackend,
+    JournalFileSymlinkLock,
+    JournalStorage,
+)
 
 from mnistcore import UserError
 from search.locks import schema_lock
@@ -33,6 +41,9 @@ HEARTBEAT_INTERVAL = 60  # seconds between "still alive" writes of a running tri
 GRACE_PERIOD = 180  # seconds without a heartbeat before another worker fails the trial
 GRACE_FACTOR = 3  # --heartbeat S gives a grace period of 3 S: two heartbeats may be late
 _SQLITE_HEADER = b"SQLite format 3\x00"
+STALE_JOURNAL_LOCK = 5  # seconds: a journal lock older than this was left by a dead writer
+
+log = logging.getLogger("search")
 
 
 class StorageError(UserError):
@@ -73,12 +84,63 @@ def _open_journal(path_text: str) -> JournalStorage:
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(_CtrlCSafeJournalFile(str(path)))
+        journal = str(path.resolve())
+        return JournalStorage(_CtrlCSafeJournalFile(journal, lock_obj=_JournalLock(journal)))
     except OSError as e:
         raise StorageError(
             f"cannot open journal file {path_text!r}: {e.strerror or e}; "
             "choose a writable path with --storage"
         ) from None
+
+
+class _JournalLock(JournalFileSymlinkLock):
+    """Optuna's journal lock (a symlink ``<journal>.lock``, the one any Optuna writer of the
+    file takes), with a working takeover of a lock left behind by a writer killed inside an
+    append (SIGKILL, power loss).
+
+    Optuna's own takeover judges the lock's age by ``os.stat``, which follows the link: for a
+    relative journal path (our default ``reports/...``) the link resolves to nothing, and the
+    waiters spin forever at full CPU. This one reads the link's own age (``os.lstat``) and
+    takes over a lock older than STALE_JOURNAL_LOCK seconds; an append holds it milliseconds.
+    """
+
+    def __init__(self, filepath: str) -> None:
+        super().__init__(filepath, grace_period=STALE_JOURNAL_LOCK)
+
+    def acquire(self) -> bool:
+        delay = 0.001
+        while True:
+            try:
+                os.symlink(self._lock_target_file, self._lock_file)
+                return True
+            except FileExistsError:
+                pass
+            try:
+                held = os.lstat(self._lock_file)
+            except FileNotFoundError:
+                continue  # released meanwhile: try again at once
+            age = time.time() - held.st_mtime
+            if age > STALE_JOURNAL_LOCK:
+                log.warning(
+                    "journal lock %s left behind %.0f s ago by a writer that died; taking it "
+                    "over", self._lock_file, age,
+                )  # fmt: skip
+                self._take_over(held.st_ino)
+                continue
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _take_over(self, stale_inode: int) -> None:
+        """Remove the stale lock, unless another waiter removed it and took a fresh one."""
+        moved = f"{self._lock_file}.{uuid.uuid4().hex}.stale"
+        try:
+            os.rename(self._lock_file, moved)
+        except FileNotFoundError:
+            return
+        if os.lstat(moved).st_ino == stale_inode:
+            os.unlink(moved)
+        else:  # a fresh lock another waiter took in between: put it back
+            os.rename(moved, self._lock_file)
 
 
 class _CtrlCSafeJournalFile(JournalFileBackend):

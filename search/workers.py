@@ -12,11 +12,14 @@ Any number of processes (``--workers N`` here, or the same command on several ma
 * **A crashed worker's trial is retried once, with the same parameters.** On PostgreSQL/MySQL
   the heartbeat does it: a RUNNING trial without a heartbeat for the grace period is failed by
   the next worker that starts a trial (or polls, see below), and
-  ``RetryHeartbeatStaleTrialCallback`` enqueues its retry. The journal file has no heartbeat,
-  but its workers share one machine: each trial records its worker's host, pid and process
-  start time, and a worker that finds a RUNNING trial whose process is gone fails it and
-  enqueues the retry (``--workers N``'s parent does the same the moment a child dies). Every
-  retry records the trial it retries in the user attr ``retry_of``.
+  ``RetryHeartbeatStaleTrialCallback`` enqueues its retry. A worker that died between creating
+  its trial and stamping it (below) left a trial with neither heartbeat nor pid; since stamping
+  happens under the study's lock, the next worker to hold the lock fails and retries it. The
+  journal file has no heartbeat, but its workers share one machine: each trial records its
+  worker's host, pid and process start time, and a worker that finds a RUNNING trial whose
+  process is gone fails it and enqueues the retry (``--workers N``'s parent does the same the
+  moment a child dies). Every retry records the trial it retries in the user attr
+  ``retry_of``.
 * **Workers wait for each other's last trials**: a worker with nothing left to start keeps
   polling while another worker's trial is RUNNING (on the journal file: another live process
   on this machine), so that if that worker dies, a survivor fails and reruns its trial instead
@@ -94,8 +97,8 @@ def budget_left(study: optuna.Study, n_trials: int) -> int:
 class SharedObjective:
     """Wraps the objective: stamps the trial's worker (``worker_pid``, ``worker_host``,
     ``worker_started``) and ``retry_of``, then releases the study's lock, which its worker
-    took before counting; ends a trial that started past the study's total (possible only
-    without a lock) as a surplus trial (PRUNED, trains nothing)."""
+    took before counting; ends a trial that started past the study's total (only possible
+    without a lock; checked with one too) as a surplus trial (PRUNED, trains nothing)."""
 
     objective: Callable[[optuna.trial.Trial], Any]
     n_trials: int
@@ -113,7 +116,8 @@ class SharedObjective:
             if failed is not None:
                 trial.set_user_attr("retry_of", failed)
             retry = failed is not None or "retry_of" in trial.user_attrs
-            surplus = not retry and not self.lock.atomic and self._past_total(trial)
+            # with an atomic lock this cannot happen; the check stays as a safety net
+            surplus = not retry and self._past_total(trial)
         finally:
             self.lock.release()  # the trial exists, stamped: the next worker may count
         if surplus:
@@ -147,6 +151,16 @@ def _started(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name in (...) may hold spaces
 
 
+_HAS_PROC = os.path.isdir("/proc/self")
+
+
+def unstamped(trial: FrozenTrial) -> bool:
+    """True for a trial its worker never stamped: the worker died between creating the trial
+    and its first line (Ctrl-C, SIGKILL). Under an atomic study lock no live worker has such a
+    trial, since it stamps its trial before it lets go of the lock."""
+    return "worker_pid" not in trial.user_attrs
+
+
 def worker_gone(trial: FrozenTrial) -> bool:
     """True when ``trial`` ran on this machine and the process that ran it is gone (exited,
     killed, a zombie, or its pid reused since). False when unknown: another machine, or a
@@ -155,17 +169,19 @@ def worker_gone(trial: FrozenTrial) -> bool:
     pid = attrs.get("worker_pid")
     if pid is None or attrs.get("worker_host") != socket.gethostname():
         return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    except OSError:  # no /proc (macOS): ask the kernel whether the pid exists
+    if not _HAS_PROC:  # macOS, say: ask the kernel whether the pid exists (no start time)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        except PermissionError:
+        except PermissionError:  # it exists, as another user's process
             return False
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:
         return False
     fields = stat.rsplit(")", 1)[1].split()
     started = attrs.get("worker_started")
@@ -189,7 +205,10 @@ def recover(study: optuna.Study, gone: Callable[[FrozenTrial], bool]) -> list[in
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         failed.append(t.number)
         if "retry_of" not in t.user_attrs and not t.user_attrs.get("surplus"):
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            # an enqueued trial (the start point, a retry) may have died before suggesting
+            # its fixed parameters: keep them
+            params = {**t.system_attrs.get("fixed_params", {}), **t.params}
+            study.enqueue_trial(params, user_attrs={"retry_of": t.number})
             log.warning("trial %d failed with its worker (pid %s); retry enqueued", t.number, pid)
     return failed
 
@@ -247,6 +266,10 @@ def _step(
             fail_stale_trials(study)  # a dead worker's trial: FAIL, and its retry enqueued
         else:
             recover(study, worker_gone)
+        if lock.atomic:
+            # a trial whose worker died before stamping it has no heartbeat and no pid to
+            # watch; holding the lock, we know its creator is not still about to stamp it
+            recover(study, unstamped)
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         left = objective.n_trials - len(counted(trials))

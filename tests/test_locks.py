@@ -5,6 +5,7 @@ workers made 2-3 surplus trials in 24 in each of 4 runs)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import text
 
-from search.locks import AdvisoryLock, FileLock, StudyLock, study_lock
+from search import workers
+from search.locks import KEEPALIVE, AdvisoryLock, FileLock, StudyLock, study_lock
 from search.storage import open_storage
 from search.workers import SharedObjective, optimize_shared
 from tests.conftest import require
@@ -170,3 +173,80 @@ def test_racing_workers_create_exactly_the_total(
     assert len(all_trials) == 24, [(t.number, t.state.name) for t in all_trials]
     assert not [t for t in all_trials if t.user_attrs.get("surplus")]
     assert all(t.state == TrialState.COMPLETE for t in all_trials)
+
+
+@pytest.mark.parametrize("where", ["journal", "postgres"])
+def test_a_trial_its_worker_never_stamped_is_failed_and_retried_with_its_parameters(
+    where: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # a worker that dies (Ctrl-C, SIGKILL) between creating its trial and stamping it leaves a
+    # RUNNING trial with no heartbeat and no pid: the next worker under the lock retries it
+    spec = str(tmp_path / "j.log") if where == "journal" else request.getfixturevalue("postgres")
+    storage, name = open_storage(spec, heartbeat=1)
+    study = optuna.create_study(study_name="orphan", storage=storage)
+    study.enqueue_trial({"x": 0.25})  # the start point
+    orphan = study.ask()  # pops it: RUNNING, never stamped, never heartbeating
+    assert orphan.number == 0
+    objective = SharedObjective(
+        lambda t: t.suggest_float("x", 0, 1), 3, study_lock(storage, name, "orphan")
+    )
+    optimize_shared(study, objective, timeout=30, callbacks=[])
+    all_trials = study.get_trials(deepcopy=False)
+    assert all_trials[0].state == TrialState.FAIL
+    retries = [t for t in all_trials if t.user_attrs.get("retry_of") == 0]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == {"x": 0.25}
+    assert len(all_trials) == 4  # 3 counted, plus the failed one
+
+
+def test_the_lock_connection_keeps_alive_so_a_dead_machine_lets_go(postgres: str) -> None:
+    storage, name = open_storage(postgres)
+    lock = study_lock(storage, name, "keepalive")
+    assert isinstance(lock, AdvisoryLock)
+    lock.acquire()
+    try:
+        for setting, seconds in KEEPALIVE.items():
+            shown = lock._conn.execute(text(f"SHOW {setting}")).scalar()  # noqa: SLF001
+            assert shown == str(seconds), (setting, shown)  # over TCP the server applies it
+    finally:
+        lock.release()
+
+
+def test_releasing_a_lock_the_server_dropped_warns_and_does_not_raise(
+    postgres: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage, name = open_storage(postgres)
+    lock = study_lock(storage, name, "dropped")
+    lock.acquire()
+    lock._conn.execute(text("SELECT pg_advisory_unlock_all()"))  # noqa: SLF001
+    with caplog.at_level(logging.WARNING, logger="search"):
+        lock.release()
+    assert "no longer held" in caplog.text
+    # a connection the server cut: release is quiet, and the lock can be taken again
+    lock.acquire()
+    pid = lock._conn.execute(text("SELECT pg_backend_pid()")).scalar()  # noqa: SLF001
+    other = study_lock(storage, name, "other")
+    other.acquire()
+    other._conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})  # noqa: SLF001
+    other.release()
+    lock.release()
+    assert lock._conn is None  # noqa: SLF001
+    with lock.hold():
+        pass
+
+
+def test_without_proc_a_dead_pid_is_gone_and_a_live_one_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # macOS has no /proc: the kernel is asked whether the pid exists (kill 0)
+    monkeypatch.setattr(workers, "_HAS_PROC", False)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: its pid is free
+
+    def trial_of(pid: int) -> FrozenTrial:
+        return optuna.trial.create_trial(
+            state=TrialState.RUNNING, user_attrs=workers.worker_stamp() | {"worker_pid": pid}
+        )
+
+    assert not workers.worker_gone(trial_of(os.getpid()))
+    assert workers.worker_gone(trial_of(child.pid))

@@ -3,10 +3,12 @@ real signals (no mocks). Each test runs tiny synthetic studies in a few seconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -21,7 +23,7 @@ from search.storage import open_storage
 from search.study import main
 from search.workers import counted
 from tests.conftest import require
-from tests.postgres import find_bin_dir, free_port, postgres_server
+from tests.postgres import find_bin_dir, free_port, fresh_database, postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--dataset", "synthetic", "--synthetic-size", "300", "--epochs", "2", "--no-report"]
@@ -44,12 +46,42 @@ def study_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "search.study", *args]
 
 
+STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test() -> Iterator[None]:
+    """A failed test (a timeout, say) must not leave its workers running: they would load the
+    machine for the tests after it. Kills each one and its children (a --workers parent's
+    children run in sessions of their own, so killing a process group would miss them)."""
+    yield
+    for proc in STARTED:
+        if proc.poll() is None:
+            for pid in _children(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.kill()
+            proc.wait()
+    STARTED.clear()
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:  # field 4: ppid
+                children.append(int(stat.parent.name))
+    return children
+
+
 def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         study_cmd(*args), cwd=cwd, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
+    STARTED.append(proc)
+    return proc
 
 
 def run(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -213,19 +245,41 @@ def test_a_lone_process_killed_with_sigkill_is_resumed_by_a_rerun(tmp_path: Path
     assert_whole(all_trials, 2)
 
 
+@pytest.mark.parametrize("left", ["relative, a minute ago", "absolute, just now"])
+def test_a_journal_lock_left_by_a_killed_writer_is_taken_over(left: str, tmp_path: Path) -> None:
+    # a writer SIGKILLed inside an append leaves Optuna's lock, the symlink <journal>.lock. With
+    # the default relative path it pointed nowhere, and Optuna's takeover never fired: every
+    # worker then spun forever (seen in the 3-worker kill test). Now the link's age counts.
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    lock = reports / "optuna-journal.log.lock"
+    if left.startswith("relative"):
+        lock.symlink_to("reports/optuna-journal.log")
+        past = time.time() - 60
+        os.utime(lock, (past, past), follow_symlinks=False)
+    else:
+        lock.symlink_to(reports / "optuna-journal.log")
+    result = run(*FAST, "--n-trials", "2", "--quiet", cwd=tmp_path, timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert "taking it over" in result.stderr
+    assert not lock.is_symlink()
+    assert_whole(trials(str(reports / "optuna-journal.log"), "synthetic-accuracy"), 2)
+
+
 def test_workers_starting_at_once_on_postgres_create_exactly_the_total(
     postgres: str, tmp_path: Path
 ) -> None:
     # separate processes opening a fresh database at once: Optuna's tables are created once
     # (they raced in CREATE TABLE before the schema lock), the start point is queued once, and
     # no one starts a trial past the total (tests/test_locks.py races that harder, in threads)
-    args = [*FAST, "--n-trials", "4", "--storage", postgres, "--study-name", "race", "--quiet",
+    url = fresh_database(postgres, "race")  # no tables yet: all three create them at once
+    args = [*FAST, "--n-trials", "4", "--storage", url, "--study-name", "race", "--quiet",
             "--threads", "1"]  # fmt: skip
     workers = [start(*args, "--seed", str(seed), cwd=tmp_path) for seed in range(3)]
     for proc in workers:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-    all_trials = trials(postgres, "race")
+    all_trials = trials(url, "race")
     assert_whole(all_trials, 4)
     assert len(all_trials) == 4
     queued = [t for t in all_trials if "fixed_params" in t.system_attrs]
@@ -320,10 +374,17 @@ def test_a_short_database_outage_is_ridden_out_and_the_study_finishes(tmp_path: 
                      "--heartbeat", "1", "--quiet", *SLOW, cwd=tmp_path)  # fmt: skip
         try:
             wait_for(lambda: completed(server.url, "outage"), timeout=120, what="a trial")
+            lines: list[str] = []
+            assert proc.stderr is not None
+            reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+            reader.start()
             server.stop()
-            time.sleep(1.0)  # shorter than the retries' 1 + 2 + 3 s
+            # back up once the worker has noticed: well inside its retries' 1 + 2 + 3 s
+            wait_for(lambda: any("retrying" in line for line in lines), what="a retry")
             server.start()
-            _, err = proc.communicate(timeout=120)
+            proc.wait(timeout=120)
+            reader.join(timeout=10)
+            err = "".join(lines)
         finally:
             if proc.poll() is None:
                 proc.kill()
