@@ -197,10 +197,11 @@ def recover(study: optuna.Study, gone: Callable[[FrozenTrial], bool]) -> list[in
         if not gone(t):
             continue
         pid = t.user_attrs.get("worker_pid")
+        worker = "its worker" if pid is None else f"its worker (pid {pid})"
         study._storage.set_trial_user_attr(  # noqa: SLF001 - the trial is not ours to tell
             t._trial_id,  # noqa: SLF001
             "fail_reason",
-            f"its worker (pid {pid}) died",
+            f"{worker} died" + (" before the trial started" if pid is None else ""),
         )
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         failed.append(t.number)
@@ -209,7 +210,7 @@ def recover(study: optuna.Study, gone: Callable[[FrozenTrial], bool]) -> list[in
             # its fixed parameters: keep them
             params = {**t.system_attrs.get("fixed_params", {}), **t.params}
             study.enqueue_trial(params, user_attrs={"retry_of": t.number})
-            log.warning("trial %d failed with its worker (pid %s); retry enqueued", t.number, pid)
+            log.warning("trial %d failed with %s; retry enqueued", t.number, worker)
     return failed
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mnistcore import load_dataset
+from tests.postgres import find_bin_dir, postgres_server
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -44,3 +46,13 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 def synthetic():
     """2,000 synthetic digits: 1,800 train / 200 val / 400 test."""
     return load_dataset("synthetic", synthetic_size=2000)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """The URL of a throw-away PostgreSQL server (tests/postgres.py), one per test module."""
+    bin_dir = find_bin_dir()
+    require(bin_dir is not None, "postgresql", "PostgreSQL server binaries (initdb, pg_ctl)")
+    assert bin_dir is not None
+    with postgres_server(bin_dir) as server:
+        yield server.url

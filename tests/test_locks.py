@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -23,19 +22,8 @@ from search import workers
 from search.locks import KEEPALIVE, AdvisoryLock, FileLock, StudyLock, study_lock
 from search.storage import open_storage
 from search.workers import SharedObjective, optimize_shared
-from tests.conftest import require
-from tests.postgres import find_bin_dir, postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    bin_dir = find_bin_dir()
-    require(bin_dir is not None, "postgresql", "PostgreSQL server binaries (initdb, pg_ctl)")
-    assert bin_dir is not None
-    with postgres_server(bin_dir) as server:
-        yield server.url
 
 
 @pytest.fixture(params=["journal", "postgres"])

@@ -33,15 +33,6 @@ SLOW = ["--dataset", "synthetic", "--synthetic-size", "600", "--epochs", "4", "-
 FINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    bin_dir = find_bin_dir()
-    require(bin_dir is not None, "postgresql", "PostgreSQL server binaries (initdb, pg_ctl)")
-    assert bin_dir is not None
-    with postgres_server(bin_dir) as server:
-        yield server.url
-
-
 def study_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "search.study", *args]
 
@@ -167,23 +158,32 @@ def assert_recovered(
     assert_whole(all_trials, n_trials)
 
 
+def kill_one_of_three(
+    args: list[str], storage: str, name: str, cwd: Path
+) -> tuple[FrozenTrial, int, datetime]:
+    """Start three separate worker processes on one study, SIGKILL the first inside a trial,
+    and wait for the other two to finish (exit 0). Returns the killed trial, the killed pid
+    and the moment of the kill."""
+    first = start(*args, "--seed", "1", cwd=cwd)
+    wait_for(lambda: trials(storage, name), what="the study")
+    others = [start(*args, "--seed", str(seed), cwd=cwd) for seed in (2, 3)]
+    # the first: it is sure to be inside a trial (not finding the work done)
+    trial = wait_for(lambda: running_of(storage, name, first.pid), what="a running trial")
+    first.kill()
+    killed_at = datetime.now()
+    first.wait()
+    for proc in others:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    return trial, first.pid, killed_at
+
+
 def test_sigkilled_worker_on_postgres_is_retried_by_the_others(
     postgres: str, tmp_path: Path
 ) -> None:
     args = [*SLOW, "--n-trials", "4", "--storage", postgres, "--study-name", "killed",
             "--heartbeat", "1", "--quiet"]  # fmt: skip
-    first = start(*args, "--seed", "1", cwd=tmp_path)
-    wait_for(lambda: trials(postgres, "killed"), what="the study")
-    workers = [first, start(*args, "--seed", "2", cwd=tmp_path),
-               start(*args, "--seed", "3", cwd=tmp_path)]  # fmt: skip
-    victim = workers[0]  # the first: it is sure to be inside a trial (not finding work done)
-    trial = wait_for(lambda: running_of(postgres, "killed", victim.pid), what="a running trial")
-    victim.kill()
-    killed_at = datetime.now()
-    victim.wait()
-    for proc in workers[1:]:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
+    trial, _, killed_at = kill_one_of_three(args, postgres, "killed", tmp_path)
     assert_recovered(trials(postgres, "killed"), trial.number, 4, killed_at, "postgres")
 
 
@@ -210,22 +210,9 @@ def test_separate_processes_on_one_journal_retry_a_sigkilled_ones_trial(tmp_path
     # no --workers parent: three commands on one journal file, as a user runs them by hand
     journal = str(tmp_path / "journal.log")
     args = [*SLOW, "--n-trials", "4", "--storage", journal, "--quiet"]
-    first = start(*args, "--seed", "1", cwd=tmp_path)
-    wait_for(lambda: trials(journal, "synthetic-accuracy"), what="the study")
-    workers = [first, start(*args, "--seed", "2", cwd=tmp_path),
-               start(*args, "--seed", "3", cwd=tmp_path)]  # fmt: skip
-    victim = workers[0]
-    trial = wait_for(
-        lambda: running_of(journal, "synthetic-accuracy", victim.pid), what="a running trial"
-    )
-    victim.kill()
-    killed_at = datetime.now()
-    victim.wait()
-    for proc in workers[1:]:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
+    trial, victim, killed_at = kill_one_of_three(args, journal, "synthetic-accuracy", tmp_path)
     all_trials = trials(journal, "synthetic-accuracy")
-    assert assert_retried(all_trials, trial.number).user_attrs["worker_pid"] != victim.pid
+    assert assert_retried(all_trials, trial.number).user_attrs["worker_pid"] != victim
     assert_recovered(all_trials, trial.number, 4, killed_at, "journal, separate processes")
 
 
