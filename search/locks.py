@@ -73,13 +73,10 @@ class FileLock(StudyLock):
             os.close(fd)  # closing the file drops its flock
 
 
-# server-side TCP keepalive of the lock's connection (per-session settings; ignored over a
-# Unix socket): first probe after 10 s idle, then every 5 s, dead after 3 unanswered
-KEEPALIVE = {"tcp_keepalives_idle": 10, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 3}
-
-
 class AdvisoryLock(StudyLock):
-    """PostgreSQL's session-level advisory lock, keyed by the study's name."""
+    """PostgreSQL's session-level advisory lock, keyed by the study's name. If the holder's
+    machine vanishes, the server drops the lock once TCP keepalive finds the connection dead
+    (search/storage.py sets them on every connection: about 25 s)."""
 
     atomic = True
 
@@ -93,10 +90,6 @@ class AdvisoryLock(StudyLock):
 
         conn = self.engine.connect()
         try:
-            # if this machine dies (power, network) the server holds our lock until it sees
-            # the TCP connection is dead: with these it notices within ~25 s, not ~2 hours
-            for name, seconds in KEEPALIVE.items():
-                conn.execute(text(f"SET {name} = {seconds}"))
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": self.key})
             conn.commit()  # the lock outlives the transaction: it belongs to the session
         except BaseException:

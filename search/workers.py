@@ -197,11 +197,14 @@ def recover(study: optuna.Study, gone: Callable[[FrozenTrial], bool]) -> list[in
         if not gone(t):
             continue
         pid = t.user_attrs.get("worker_pid")
-        worker = "its worker" if pid is None else f"its worker (pid {pid})"
+        reason = (
+            "its worker died before the trial started" if pid is None
+            else f"its worker (pid {pid}) died"
+        )  # fmt: skip
         study._storage.set_trial_user_attr(  # noqa: SLF001 - the trial is not ours to tell
             t._trial_id,  # noqa: SLF001
             "fail_reason",
-            f"{worker} died" + (" before the trial started" if pid is None else ""),
+            reason,
         )
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         failed.append(t.number)
@@ -210,7 +213,7 @@ def recover(study: optuna.Study, gone: Callable[[FrozenTrial], bool]) -> list[in
             # its fixed parameters: keep them
             params = {**t.system_attrs.get("fixed_params", {}), **t.params}
             study.enqueue_trial(params, user_attrs={"retry_of": t.number})
-            log.warning("trial %d failed with %s; retry enqueued", t.number, worker)
+            log.warning("trial %d failed: %s; retry enqueued", t.number, reason)
     return failed
 
 
@@ -265,12 +268,12 @@ def _step(
     try:
         if heartbeat:
             fail_stale_trials(study)  # a dead worker's trial: FAIL, and its retry enqueued
-        else:
-            recover(study, worker_gone)
-        if lock.atomic:
-            # a trial whose worker died before stamping it has no heartbeat and no pid to
-            # watch; holding the lock, we know its creator is not still about to stamp it
-            recover(study, unstamped)
+        # a trial whose worker died before stamping it has no heartbeat and no pid to watch;
+        # holding an atomic lock, we know its creator is not still about to stamp it
+        recover(
+            study,
+            lambda t: (lock.atomic and unstamped(t)) or (not heartbeat and worker_gone(t)),
+        )
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         left = objective.n_trials - len(counted(trials))

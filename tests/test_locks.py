@@ -19,8 +19,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 
 from search import workers
-from search.locks import KEEPALIVE, AdvisoryLock, FileLock, StudyLock, study_lock
-from search.storage import open_storage
+from search.locks import AdvisoryLock, FileLock, StudyLock, study_lock
+from search.storage import KEEPALIVE, open_storage
 from search.workers import SharedObjective, optimize_shared
 
 ROOT = Path(__file__).resolve().parents[1]
