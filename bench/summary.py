@@ -2,14 +2,24 @@
 the speed-up of each group over it.
 
     python -m bench.summary OUT/bench-cuda.json [.benchmarks/<machine>/0001_....json]
+
+The files are read through ``reports.bench_data.read_run``, the reader the HTML report uses,
+so the table and the report cannot read a run differently.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import NamedTuple
+
+from reports.bench_data import read_run
+
+USAGE = "usage: python -m bench.summary RUN.json [BASELINE.json]"
+HELP = f"""{USAGE}
+
+Print the images/s of each benchmark in RUN.json (a pytest-benchmark JSON file: --benchmark-json
+or .benchmarks/<machine>/NNNN_*.json) and, with BASELINE.json, each case's speed-up over it."""
 
 
 class Row(NamedTuple):
@@ -18,26 +28,22 @@ class Row(NamedTuple):
     pipeline: str
     name: str
     images_per_second: float
-    extra: dict
 
 
 def rows(path: Path) -> list[Row]:
     """One row per benchmark of a pytest-benchmark JSON file that has our extra_info."""
-    out = []
-    for bench in json.loads(path.read_text())["benchmarks"]:
-        info = bench.get("extra_info", {})
-        if "images_per_second" not in info:
-            continue
-        out.append(
-            Row(
-                bench.get("group") or "",
-                info["device"],
-                info.get("pipeline", ""),
-                bench["name"],
-                float(info["images_per_second"]),
-                info,
-            )
+    _run, benchmarks = read_run(path)
+    out = [
+        Row(
+            b["group"] or "",
+            b["device"] or "",
+            b["pipeline"] or "",
+            b["name"],
+            b["images_per_second"],
         )
+        for b in benchmarks
+        if b["images_per_second"] is not None
+    ]
     return sorted(out, key=lambda r: (r.group, r.device, r.pipeline))
 
 
@@ -53,16 +59,24 @@ def format_table(current: list[Row], baseline: list[Row]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if not 1 <= len(argv) <= 2:
-        print("usage: python -m bench.summary RUN.json [BASELINE.json]", file=sys.stderr)
+    if any(a in ("-h", "--help") for a in argv):
+        print(HELP)
+        return 0
+    if not 1 <= len(argv) <= 2 or any(a.startswith("-") for a in argv):
+        print(USAGE, file=sys.stderr)
         return 2
-    paths = [Path(a) for a in argv]
-    for p in paths:
+    tables = []
+    for p in map(Path, argv):
         if not p.is_file():
             print(f"no such benchmark JSON: {p}", file=sys.stderr)
             return 2
-    baseline = rows(paths[1]) if len(paths) == 2 else []
-    print(format_table(rows(paths[0]), baseline))
+        try:
+            tables.append(rows(p))
+        except (OSError, UnicodeDecodeError, ValueError) as e:  # not a pytest-benchmark file
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            print(f"cannot read benchmark JSON {p}: {reason}", file=sys.stderr)
+            return 2
+    print(format_table(tables[0], tables[1] if len(tables) == 2 else []))
     return 0
 
 

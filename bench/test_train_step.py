@@ -97,7 +97,7 @@ def test_train_step(benchmark, budget, device, model, batch_size, precision, cha
     seed_everything(0)  # also turns cudnn.benchmark on, as fit does
     net = build_model(config, dev)
     optimizer = build_optimizer(net, config)
-    x, y = fixed_batch(batch_size, dev, channels_last)  # (B, 1, 28, 28), (B,)
+    x, y = fixed_batch(batch_size, dev)  # (B, 1, 28, 28), (B,)
     steps = budget.steps(dev, batch_size)
     if mode == "graph":
         work = graph_steps(capture_train_step(net, optimizer, x, y), steps)

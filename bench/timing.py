@@ -6,9 +6,10 @@ callable must wait for the device before it returns, or the clock only sees kern
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,17 +75,33 @@ class Budget:
 
     @classmethod
     def full(cls) -> Budget:
-        return cls(5, 10, 1, 2048, 16384, 200, 3)
+        return cls(
+            cpu_rounds=5,
+            cuda_rounds=10,
+            warmup_rounds=1,
+            cpu_images=2048,
+            cuda_images=16384,
+            epoch_steps=200,
+            epoch_rounds=3,
+        )
 
     @classmethod
     def quick(cls) -> Budget:
         """Fewer rounds, the same work per call: its medians compare with a full run's."""
-        return cls(3, 5, 1, 2048, 16384, 200, 2)
+        return dataclasses.replace(cls.full(), cpu_rounds=3, cuda_rounds=5, epoch_rounds=2)
 
     @classmethod
     def smoke(cls) -> Budget:
         """For ``--benchmark-disable`` (one call per benchmark, nothing saved): less work."""
-        return cls(1, 1, 0, 512, 4096, 20, 1)
+        return cls(
+            cpu_rounds=1,
+            cuda_rounds=1,
+            warmup_rounds=0,
+            cpu_images=512,
+            cuda_images=4096,
+            epoch_steps=20,
+            epoch_rounds=1,
+        )
 
     def rounds(self, device: torch.device) -> int:
         return self.cuda_rounds if device.type == "cuda" else self.cpu_rounds
@@ -182,3 +199,31 @@ def case_id(*parts: object) -> str:
 def group_name(kind: str, *parts: object) -> str:
     """``train_step[seed-bs64-fp32-cl]``: no device in it, so CPU and CUDA share the group."""
     return f"{kind}[{case_id(*parts)}]"
+
+
+DATA_KINDS = ("data_batch", "data_epoch")  # the kinds measured for both PIPELINES
+
+
+def data_path_speedups(infos: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], float]:
+    """(kind, device) -> mnistcore img/s / seed img/s (= seed seconds per image / mnistcore's),
+    from finished benchmarks' ``extra_info``, whatever order they ran in; a pair with one
+    pipeline missing is left out."""
+    speed = {
+        (i["kind"], i["device"], i["pipeline"]): i["images_per_second"]
+        for i in infos
+        if i.get("kind") in DATA_KINDS and i.get("pipeline") in PIPELINES
+    }
+    return {
+        (kind, device): ips / speed[kind, device, "seed"]
+        for (kind, device, pipeline), ips in speed.items()
+        if pipeline == "mnistcore" and (kind, device, "seed") in speed
+    }
+
+
+def add_speedups(infos: list[MutableMapping[str, Any]]) -> None:
+    """Set ``speedup_vs_seed`` (``data_path_speedups``) on each mnistcore data-path ``info``."""
+    ratios = data_path_speedups(infos)
+    for info in infos:
+        ratio = ratios.get((info.get("kind"), info.get("device")))
+        if info.get("pipeline") == "mnistcore" and ratio is not None:
+            info["speedup_vs_seed"] = ratio

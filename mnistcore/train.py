@@ -1,10 +1,11 @@
-"""The training loop: ``train_step``, ``fit`` (a generator of epochs) and ``evaluate``."""
+"""The training loop: ``train_step``, ``train_batches`` (the loop over batches that ``fit`` and
+the benchmarks share), ``fit`` (a generator of epochs) and ``evaluate``."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -31,6 +32,27 @@ def train_step(
     loss.backward()
     optimizer.step()
     return loss.detach()
+
+
+def train_batches(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> Iterator[torch.Tensor]:
+    """``train_step`` on each ``(x, y)`` of ``batches``, then one ``scheduler`` step; yields each
+    step's loss (no sync).
+
+    ``fit`` runs it over ``iterate_batches`` and ``bench/`` over its own batches, so both time
+    the same loop. Batches go in as ``iterate_batches`` gives them, with no memory-format
+    conversion: a (B, 1, 28, 28) tensor has C=1, so its NCHW-contiguous strides are also
+    channels_last-contiguous (``x.contiguous(memory_format=torch.channels_last)`` returns ``x``).
+    """
+    for x, y in batches:
+        loss = train_step(model, optimizer, x, y)
+        if scheduler is not None:
+            scheduler.step()
+        yield loss
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -118,29 +140,24 @@ def fit(config: TrainConfig, data: Dataset) -> Iterator[EpochResult]:
     steps_per_epoch = math.ceil(len(labels) / config.batch_size)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     generator = torch.Generator().manual_seed(config.seed)
-    channels_last = config.channels_last
 
     for epoch in range(1, config.epochs + 1):
         model.train()
-        _sync(device)
+        _sync(device)  # the clock starts with the device idle (data moves, last evaluation)
         start = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
-        for step, (x, y) in enumerate(
-            iterate_batches(images, labels, config.batch_size, generator), start=1
-        ):
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            loss = train_step(model, optimizer, x, y)
+        batches = iterate_batches(images, labels, config.batch_size, generator)
+        for step, loss in enumerate(train_batches(model, optimizer, batches, scheduler), start=1):
             loss_sum += loss
-            if scheduler is not None:
-                scheduler.step()
             if step % NAN_CHECK_EVERY == 0 or step == steps_per_epoch:
                 value = loss.item()  # note: sync point, every NAN_CHECK_EVERY steps
                 if not math.isfinite(value):
                     raise NonFiniteLossError(epoch, step, value)
-        _sync(device)
-        seconds = time.perf_counter() - start
+        # note: .item() is the sync point that ends the timing: loss_sum's last add is queued
+        # after the last step's kernels on the same stream, so when it returns the epoch's GPU
+        # work is done and the clock read next covers it (no separate synchronize needed)
         mean_loss = loss_sum.item() / steps_per_epoch
+        seconds = time.perf_counter() - start
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(epoch, steps_per_epoch, mean_loss)
         val = evaluate(model, data.val)

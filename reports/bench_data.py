@@ -25,6 +25,7 @@ __all__ = [
     "load_benchmarks",
     "machine_rows",
     "machine_summary",
+    "read_run",
     "speedup_table",
 ]
 
@@ -137,6 +138,15 @@ def load_benchmarks(directory: Path) -> BenchData:
     runs = [runs[i] for i in order]
     frame = pd.DataFrame(rows, columns=ROW_COLUMNS)
     return BenchData(runs=runs, rows=frame, skipped=skipped)
+
+
+def read_run(path: Path) -> tuple[BenchRun, list[dict[str, Any]]]:
+    """One pytest-benchmark JSON file, read as ``load_benchmarks`` reads each file of its folder:
+    the run and one row per benchmark (``ROW_COLUMNS`` keys). The machine is the file's folder.
+
+    Raises OSError, UnicodeDecodeError or ValueError when it is not such a file.
+    """
+    return _read_run(path, path.parent.parent)
 
 
 def _read_run(path: Path, root: Path) -> tuple[BenchRun, list[dict[str, Any]]]:

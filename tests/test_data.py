@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mnistcore.data as data_module
-from mnistcore import DatasetError, load_dataset, synthetic_digits
+from mnistcore import DatasetError, load_dataset, resolve_dataset, synthetic_digits
 from mnistcore.data import DEBIAN_FASHION_DIR, iterate_batches, stratified_split
 
 from .conftest import require_path
@@ -153,10 +153,51 @@ def test_unknown_dataset():
         load_dataset("cifar")
 
 
-def test_loaded_once_per_process():
-    assert load_dataset("synthetic", synthetic_size=300) is load_dataset(
-        "synthetic", synthetic_size=300
-    )
+def test_loaded_once_per_process(monkeypatch):
+    reads = []
+
+    def counting_loader(**kwargs):
+        reads.append(kwargs)
+        return data_module._load_synthetic(**kwargs)
+
+    monkeypatch.setitem(data_module._LOADERS, "synthetic", counting_loader)
+    # A seed no other test loads with, so the first call is a cache miss.
+    first = load_dataset("synthetic", synthetic_size=300, seed=4242)
+    second = load_dataset("synthetic", synthetic_size=300, seed=4242)
+    # The second call returns the cached object without reading the source again.
+    assert second is first and len(reads) == 1
+    load_dataset("synthetic", synthetic_size=300, seed=4243)
+    # Different arguments are a different dataset.
+    assert len(reads) == 2
+
+
+def test_resolve_dataset_plain(tmp_path, monkeypatch):
+    write_idx_set(tmp_path / "MNIST" / "raw")
+    monkeypatch.setattr(data_module, "_read_idx", _no_parsing)
+    # The files are there: mnist is mnist, found without parsing them.
+    assert resolve_dataset("mnist", data_dir=tmp_path, download=False) == "mnist"
+    assert resolve_dataset("synthetic") == "synthetic"
+
+
+def test_resolve_dataset_fallback_agrees_with_load_dataset(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="mnistcore"):
+        name = resolve_dataset("mnist", data_dir=tmp_path, download=False)
+        data = load_dataset("mnist", data_dir=tmp_path, download=False)
+    # No MNIST files and no download: both say mnist-5k, and the fallback is logged once.
+    assert name == data.name == "mnist-5k"
+    assert sum("falling back to mnist-5k" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_resolve_dataset_errors_as_load_dataset(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_module, "DEBIAN_FASHION_DIR", tmp_path / "nowhere")
+    with pytest.raises(DatasetError, match="dataset-fashion-mnist"):
+        resolve_dataset("fashion-mnist", data_dir=tmp_path, download=False)
+    with pytest.raises(DatasetError, match="'cifar'"):
+        resolve_dataset("cifar")
+
+
+def _no_parsing(*args):
+    raise AssertionError("resolve_dataset must not parse the IDX files")
 
 
 def test_batches_cover_the_split_once(synthetic):

@@ -8,10 +8,14 @@ from mnistcore import (
     NonFiniteLossError,
     TrainConfig,
     build_model,
+    build_optimizer,
+    build_scheduler,
     evaluate,
     fit,
+    iterate_batches,
     resolve_device,
 )
+from mnistcore.train import train_batches
 
 FAST = dict(dataset="synthetic", device="cpu", batch_size=64)
 
@@ -40,6 +44,32 @@ def test_same_seed_same_numbers(synthetic):
     ]
     assert a == b
     assert a != c
+
+
+def test_batches_need_no_channels_last_conversion(synthetic):
+    # fit hands iterate_batches' batches to the model as they are: with one channel, NCHW
+    # strides are channels_last-contiguous too, so a conversion would return the same tensor.
+    images, labels = synthetic.train
+    x, _ = next(iterate_batches(images, labels, 64, torch.Generator().manual_seed(0)))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert x.contiguous(memory_format=torch.channels_last) is x
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(channels_last=True))
+    torch.testing.assert_close(
+        model(x), model(x.contiguous(memory_format=torch.channels_last)), rtol=0, atol=0
+    )
+
+
+def test_train_batches_steps_once_per_batch(synthetic):
+    config = TrainConfig(schedule="cosine", **FAST)
+    model = build_model(config)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch=10)
+    x, y = synthetic.train.images[:64], synthetic.train.labels[:64]
+    losses = list(train_batches(model, optimizer, [(x, y)] * 3, scheduler))
+    # One loss per batch, one scheduler step after each.
+    assert len(losses) == 3 and all(loss.dim() == 0 for loss in losses)
+    assert scheduler.last_epoch == 3
 
 
 def test_non_finite_loss_raises(synthetic):
