@@ -3,6 +3,11 @@
 `build_report(storage=...)` (also `python -m reports`) reads an Optuna storage and the JSON
 files under `.benchmarks/`, and writes `index.html`, `benchmarks.html`, `studies/*.html` and
 `plotly.min.js` into the output folder. It never trains and never imports torch.
+
+The search imports three of its torch-free modules, so each job has one home: `storage` (the
+one opener of an Optuna storage, for writing and for reading), `study_data` (the extract of a
+study that the report draws and the search's terminal summary prints) and `trial_record` (the
+names of the attributes stored on each trial).
 """
 
 from reports.build import build_report

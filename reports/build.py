@@ -24,8 +24,8 @@ from reports.bench_data import (
 from reports.bench_figures import bench_panels, trend_panel
 from reports.page import render, study_href, write_site
 from reports.panel import Panel
-from reports.storage import DEFAULT_JOURNAL, load_study, open_storage, study_names
-from reports.study_data import StudyReport, extract_study, slugify
+from reports.storage import DEFAULT_JOURNAL, read_storage
+from reports.study_data import StudyReport, slugify, study_report
 from reports.study_figures import study_panels
 
 __all__ = ["build_report"]
@@ -66,7 +66,7 @@ def build_report(
     named cannot be read; every other gap (no study, no benchmarks, a damaged JSON file) ends
     up on the page as a note saying how to fill it, with a warning for each skipped file.
     """
-    backend = open_storage(storage)
+    backend = read_storage(storage)
     notices: list[str] = []
     studies = _study_pages(backend, study_names, notices)
     bench = load_benchmarks(Path(benchmarks_dir))
@@ -106,7 +106,7 @@ def _study_pages(
 ) -> list[StudyPage]:
     if backend is None:
         return []
-    available = study_names(backend)
+    available = optuna.get_all_study_names(backend)
     pages: list[StudyPage] = []
     slugs: set[str] = set()
     for name in wanted or available:
@@ -118,17 +118,9 @@ def _study_pages(
             warnings.warn(message, stacklevel=3)
             notices.append(message)
             continue
-        study = load_study(backend, name)
-        slug = _unique(slugify(name), slugs)
-        report = extract_study(
-            name=name,
-            directions=study.directions,
-            user_attrs=study.user_attrs,
-            trials=study.get_trials(deepcopy=False),
-            metric_names=study.metric_names,
-            slug=slug,
-        )
-        pages.append(StudyPage(report, study_panels(study, report), study_href(slug)))
+        study = optuna.load_study(study_name=name, storage=backend)
+        report = study_report(study, slug=_unique(slugify(name), slugs))
+        pages.append(StudyPage(report, study_panels(study, report), study_href(report.slug)))
     return pages
 
 

