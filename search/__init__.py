@@ -1,5 +1,11 @@
 """search: Optuna studies over the CNN of ``mnistcore`` (run ``python -m search.study``).
 
+Modules by job: ``space`` (what is searched), ``objective`` (one trial's training), ``cli``
+(flags, ``main``), ``setup`` (storage, study, sampler, pruner, data), ``run`` (the trial loop,
+``--workers N``), ``recovery`` (crashed workers' trials), ``locks`` (the per-study lock),
+``console`` (progress, trial lines) and ``summary`` (the end-of-run text). The storage opener
+and the study extract live in ``reports`` (torch-free), which the search imports.
+
 Public API::
 
     from search import DEFAULT_SPACE, Objective, build_space, suggest
@@ -9,9 +15,10 @@ Public API::
 
 from __future__ import annotations
 
-from typing import Any
-
+from search.cli import build_parser, main
 from search.objective import OBJECTIVES, Objective, git_commit, run_stamps
+from search.run import run_study
+from search.setup import StudyError, StudySettings
 from search.space import (
     DEFAULT_SPACE,
     SEARCHABLE,
@@ -28,25 +35,10 @@ from search.space import (
     start_params,
     suggest,
 )
-from search.storage import DEFAULT_STORAGE, StorageError, open_storage
-from search.summary import Summary, format_summary, summarize
-
-# Imported on first use: ``python -m search.study`` runs that module as __main__, and importing
-# it here first would make runpy warn about a module found in sys.modules before execution.
-_LAZY = {"StudyError", "StudySettings", "build_parser", "main", "run_study"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from search import study
-
-        return getattr(study, name)
-    raise AttributeError(f"module 'search' has no attribute {name!r}")
-
+from search.summary import format_summary
 
 __all__ = [
     "DEFAULT_SPACE",
-    "DEFAULT_STORAGE",
     "OBJECTIVES",
     "SEARCHABLE",
     "START_POINT",
@@ -55,10 +47,8 @@ __all__ = [
     "Range",
     "SearchSpace",
     "SpaceError",
-    "StorageError",
     "StudyError",
     "StudySettings",
-    "Summary",
     "build_parser",
     "build_space",
     "check_space",
@@ -66,12 +56,10 @@ __all__ = [
     "format_summary",
     "git_commit",
     "main",
-    "open_storage",
     "parse_dimension",
     "read_space_file",
     "run_stamps",
     "run_study",
     "start_params",
     "suggest",
-    "summarize",
 ]

@@ -9,8 +9,15 @@ holds it until its new trial exists in storage (the objective releases it as it 
 * PostgreSQL: a session-level ``pg_advisory_lock`` on a connection of its own.
 
 Both are released by the kernel or the server when the holder dies (SIGKILL included), so a
-killed worker never leaves the study locked. Other storages (MySQL, in-memory) get no lock;
-there a trial that started past the total still ends at once as *surplus* (see workers.py).
+killed worker never leaves the study locked. Other storages (MySQL, in-memory) get no lock
+(``StudyLock``, not ``atomic``): their racing workers may end a trial or two past the total.
+
+The loop that holds it (search/run.py) reads top to bottom::
+
+    with lock.hold():
+        recover(study, atomic=lock.atomic)   # dead workers' trials: FAIL, retry queued
+        trial = study.ask()                  # only when the study is short of its total
+        stamp(trial)                         # host, pid, start time
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from typing import Any
 
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalStorage
+
+from reports.storage import advisory_key
 
 log = logging.getLogger("search")
 
@@ -76,13 +85,13 @@ class FileLock(StudyLock):
 class AdvisoryLock(StudyLock):
     """PostgreSQL's session-level advisory lock, keyed by the study's name. If the holder's
     machine vanishes, the server drops the lock once TCP keepalive finds the connection dead
-    (search/storage.py sets them on every connection: about 25 s)."""
+    (reports/storage.py sets them on every connection: about 25 s)."""
 
     atomic = True
 
     def __init__(self, engine: Any, study_name: str) -> None:
         self.engine = engine
-        self.key = _key(study_name)
+        self.key = advisory_key(study_name)
         self._conn: Any = None
 
     def acquire(self) -> None:
@@ -137,39 +146,3 @@ def study_lock(storage: BaseStorage, storage_name: str, study_name: str) -> Stud
 def _beside(path: Path, study_name: str) -> Path:
     digest = hashlib.sha256(study_name.encode()).hexdigest()[:12]
     return path.with_name(f"{path.name}.study-{digest}.lock")
-
-
-def _key(name: str) -> int:
-    """A PostgreSQL advisory lock key (a signed bigint) for ``name``."""
-    return int.from_bytes(
-        hashlib.sha256(f"search.study:{name}".encode()).digest()[:8], "big", signed=True
-    )
-
-
-SCHEMA_KEY = _key("")  # no study is named "" (Optuna refuses empty names)
-
-
-@contextlib.contextmanager
-def schema_lock(url: str, engine_kwargs: dict[str, Any]) -> Iterator[None]:
-    """Held while Optuna opens a PostgreSQL database: on first open it creates its tables, and
-    workers opening a fresh database at the same moment race in CREATE TABLE ("duplicate key
-    value violates unique constraint pg_type_typname_nsp_index"). Other databases: no lock."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.pool import NullPool
-
-    if make_url(url).get_backend_name() != "postgresql":
-        yield
-        return
-    engine = create_engine(url, poolclass=NullPool, **engine_kwargs)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_KEY})
-            conn.commit()
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_KEY})
-                conn.commit()
-    finally:
-        engine.dispose()

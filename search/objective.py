@@ -31,6 +31,7 @@ from mnistcore import (
     fit,
     resolve_device,
 )
+from reports import trial_record as rec
 from search.space import DEFAULT_SPACE, SearchSpace, suggest
 
 OBJECTIVES = ("accuracy", "throughput")  # what each returned value means, in order
@@ -54,7 +55,6 @@ class Objective:
     # Optuna's own work (sampler, pruner, storage).
     compute_seconds: float = 0.0  # model building, training, evaluation
     optuna_seconds: float = 0.0  # Optuna calls inside the objective (the rest is outside it)
-    trial_numbers: list[int] = field(default_factory=list)  # trials started by this process
 
     def __post_init__(self) -> None:
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
@@ -70,7 +70,6 @@ class Objective:
         return len(self.objectives) == 1
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float | tuple[float, float]:
-        self.trial_numbers.append(trial.number)
         start, optuna_before = time.perf_counter(), self.optuna_seconds
         try:
             return self._run(trial)
@@ -86,11 +85,11 @@ class Objective:
         with self._optuna():
             for key, value in {
                 **self.stamps,
-                "max_epochs": config.epochs,
-                "n_params": n_params,
-                "seed": config.seed,
+                rec.MAX_EPOCHS: config.epochs,
+                rec.N_PARAMS: n_params,
+                rec.SEED: config.seed,
                 # the whole configuration, pinned values included: TrainConfig(**config) reruns it
-                "config": config.to_dict(),
+                rec.CONFIG: config.to_dict(),
             }.items():
                 trial.set_user_attr(key, value)
 
@@ -111,19 +110,16 @@ class Objective:
                     )
         except NonFiniteLossError as e:
             # an outcome of the configuration, not a bug: record it and let the study go on
-            trial.set_user_attr("fail_reason", str(e))
+            trial.set_user_attr(rec.FAIL_REASON, str(e))
             raise optuna.TrialPruned(f"diverged: {e}") from None
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted by the user (SIGINT)")
-            raise
-        finally:
+        finally:  # a Ctrl-C too: the trial loop (search/run.py) fails the trial with its reason
             with self._optuna():
                 _record_epochs(trial, epochs)
 
         last = epochs[-1]
         test = evaluate(last.model, self.data.to(resolve_device(config.device)).test)
         with self._optuna():
-            trial.set_user_attr("test_accuracy", test.accuracy)
+            trial.set_user_attr(rec.TEST_ACCURACY, test.accuracy)
         if self.prunes:
             return last.val_accuracy
         return last.val_accuracy, _median_speed(epochs)
@@ -141,15 +137,15 @@ class Objective:
 def run_stamps(data: Dataset, *, device: str = "auto") -> dict[str, Any]:
     """Conditions every trial records: device, torch, code version, data actually used."""
     stamps: dict[str, Any] = {
-        "device_name": device_name(resolve_device(device)),
-        "torch_version": torch.__version__,
-        "dataset": data.name,
-        "dataset_source": data.source,
-        "split_sizes": data.sizes,
+        rec.DEVICE_NAME: device_name(resolve_device(device)),
+        rec.TORCH_VERSION: torch.__version__,
+        rec.DATASET: data.name,
+        rec.DATASET_SOURCE: data.source,
+        rec.SPLIT_SIZES: data.sizes,
     }
     commit = git_commit()
     if commit:
-        stamps["git_commit"] = commit
+        stamps[rec.GIT_COMMIT] = commit
     return stamps
 
 
@@ -176,12 +172,12 @@ def git_commit(folder: Path | None = None) -> str | None:
 
 
 def _record_epochs(trial: optuna.trial.BaseTrial, epochs: list[EpochResult]) -> None:
-    trial.set_user_attr("epochs_run", len(epochs))
-    trial.set_user_attr("epoch_seconds", [round(e.seconds, 4) for e in epochs])
+    trial.set_user_attr(rec.EPOCHS_RUN, len(epochs))
+    trial.set_user_attr(rec.EPOCH_SECONDS, [round(e.seconds, 4) for e in epochs])
     if epochs:
         best = max(epochs, key=lambda e: e.val_accuracy)  # earliest epoch wins a tie
-        trial.set_user_attr("best_epoch", best.epoch)
-        trial.set_user_attr("images_per_second", _median_speed(epochs))
+        trial.set_user_attr(rec.BEST_EPOCH, best.epoch)
+        trial.set_user_attr(rec.IMAGES_PER_SECOND, _median_speed(epochs))
 
 
 def _median_speed(epochs: list[EpochResult]) -> float:

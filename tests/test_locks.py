@@ -18,16 +18,16 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 
-from search import workers
+from reports.storage import KEEPALIVE, open_storage
+from search import recovery
 from search.locks import AdvisoryLock, FileLock, StudyLock, study_lock
-from search.storage import KEEPALIVE, open_storage
-from search.workers import SharedObjective, optimize_shared
+from search.run import run_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(params=["journal", "postgres"])
-def make_lock(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
+def make_lock(request: pytest.FixtureRequest, tmp_path: Path):
     """A factory of locks on one storage, each as a separate worker would hold it."""
     if request.param == "journal":
         spec = str(tmp_path / "journal.log")
@@ -41,13 +41,13 @@ def make_lock(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
     return make
 
 
-def test_each_storage_gets_its_real_lock(make_lock) -> None:  # noqa: ANN001
+def test_each_storage_gets_its_real_lock(make_lock) -> None:
     lock = make_lock()
     assert isinstance(lock, (FileLock, AdvisoryLock)) and lock.atomic
     assert not study_lock(optuna.storages.InMemoryStorage(), "", "s").atomic
 
 
-def test_read_modify_write_under_the_lock_loses_no_update(make_lock) -> None:  # noqa: ANN001
+def test_read_modify_write_under_the_lock_loses_no_update(make_lock) -> None:
     # the pattern the lock protects: read a count, pause (creating a trial takes a while),
     # write the count + 1. Unlocked, the 4 threads overwrite each other's increments.
     counter = [0]
@@ -67,7 +67,7 @@ def test_read_modify_write_under_the_lock_loses_no_update(make_lock) -> None:  #
     assert counter[0] == 20
 
 
-def test_studies_do_not_block_each_other(make_lock) -> None:  # noqa: ANN001
+def test_studies_do_not_block_each_other(make_lock) -> None:
     first, other = make_lock("first"), make_lock("other")
     with first.hold():
         done = threading.Event()
@@ -75,7 +75,7 @@ def test_studies_do_not_block_each_other(make_lock) -> None:  # noqa: ANN001
         assert done.wait(timeout=10)
 
 
-def test_release_twice_and_without_acquire_is_harmless(make_lock) -> None:  # noqa: ANN001
+def test_release_twice_and_without_acquire_is_harmless(make_lock) -> None:
     lock = make_lock()
     lock.release()
     with lock.hold():
@@ -87,9 +87,8 @@ def test_release_twice_and_without_acquire_is_harmless(make_lock) -> None:  # no
 
 HOLD_AND_WAIT = """
 import sys, time
+from reports.storage import open_storage
 from search.locks import study_lock
-from search.storage import open_storage
-from search.workers import SharedObjective, optimize_shared
 storage, name = open_storage(sys.argv[1])
 study_lock(storage, name, "s").acquire()
 print("held", flush=True)
@@ -97,7 +96,7 @@ time.sleep(600)
 """
 
 
-def test_a_holder_killed_with_sigkill_leaves_the_study_unlocked(make_lock) -> None:  # noqa: ANN001
+def test_a_holder_killed_with_sigkill_leaves_the_study_unlocked(make_lock) -> None:
     lock = make_lock()
     spec = lock.path.with_name("journal.log") if isinstance(lock, FileLock) else None
     url = str(spec) if spec else lock.engine.url.render_as_string(hide_password=False)
@@ -120,9 +119,9 @@ def test_a_holder_killed_with_sigkill_leaves_the_study_unlocked(make_lock) -> No
             holder.kill()
 
 
-def racing_workers(spec: str, lock_for, n_workers: int = 8, n_trials: int = 24) -> list:  # noqa: ANN001
+def racing_workers(spec: str, lock_for, n_workers: int = 8, n_trials: int = 24) -> list:
     """``n_workers`` threads, each with its own storage connection and lock, run one study of
-    quick trials to ``n_trials`` with optimize_shared; returns the study's trials."""
+    quick trials to ``n_trials`` with run_trials; returns the study's trials."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage, name = open_storage(spec)
     optuna.create_study(study_name="race", storage=storage)
@@ -134,13 +133,14 @@ def racing_workers(spec: str, lock_for, n_workers: int = 8, n_trials: int = 24) 
             study = optuna.load_study(
                 study_name="race", storage=storage, sampler=optuna.samplers.RandomSampler(seed)
             )
-            objective = SharedObjective(
+            run_trials(
+                study,
                 lambda t: (t.suggest_float("x", 0, 1), time.sleep(0.002))[0],
-                n_trials,
-                lock_for(storage, name),
+                n_trials=n_trials,
+                lock=lock_for(storage, name),
+                timeout=60,
             )
-            optimize_shared(study, objective, timeout=60, callbacks=[])
-        except BaseException as e:  # noqa: BLE001 - reported by the test
+        except BaseException as e:  # reported by the test
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_workers)]
@@ -159,7 +159,6 @@ def test_racing_workers_create_exactly_the_total(
     spec = str(tmp_path / "j.log") if where == "journal" else request.getfixturevalue("postgres")
     all_trials = racing_workers(spec, lambda storage, name: study_lock(storage, name, "race"))
     assert len(all_trials) == 24, [(t.number, t.state.name) for t in all_trials]
-    assert not [t for t in all_trials if t.user_attrs.get("surplus")]
     assert all(t.state == TrialState.COMPLETE for t in all_trials)
 
 
@@ -175,10 +174,13 @@ def test_a_trial_its_worker_never_stamped_is_failed_and_retried_with_its_paramet
     study.enqueue_trial({"x": 0.25})  # the start point
     orphan = study.ask()  # pops it: RUNNING, never stamped, never heartbeating
     assert orphan.number == 0
-    objective = SharedObjective(
-        lambda t: t.suggest_float("x", 0, 1), 3, study_lock(storage, name, "orphan")
+    run_trials(
+        study,
+        lambda t: t.suggest_float("x", 0, 1),
+        n_trials=3,
+        lock=study_lock(storage, name, "orphan"),
+        timeout=30,
     )
-    optimize_shared(study, objective, timeout=30, callbacks=[])
     all_trials = study.get_trials(deepcopy=False)
     assert all_trials[0].state == TrialState.FAIL
     retries = [t for t in all_trials if t.user_attrs.get("retry_of") == 0]
@@ -194,7 +196,7 @@ def test_the_lock_connection_keeps_alive_so_a_dead_machine_lets_go(postgres: str
     lock.acquire()
     try:
         for setting, seconds in KEEPALIVE.items():
-            shown = lock._conn.execute(text(f"SHOW {setting}")).scalar()  # noqa: SLF001
+            shown = lock._conn.execute(text(f"SHOW {setting}")).scalar()
             assert shown == str(seconds), (setting, shown)  # over TCP the server applies it
     finally:
         lock.release()
@@ -206,19 +208,19 @@ def test_releasing_a_lock_the_server_dropped_warns_and_does_not_raise(
     storage, name = open_storage(postgres)
     lock = study_lock(storage, name, "dropped")
     lock.acquire()
-    lock._conn.execute(text("SELECT pg_advisory_unlock_all()"))  # noqa: SLF001
+    lock._conn.execute(text("SELECT pg_advisory_unlock_all()"))
     with caplog.at_level(logging.WARNING, logger="search"):
         lock.release()
     assert "no longer held" in caplog.text
     # a connection the server cut: release is quiet, and the lock can be taken again
     lock.acquire()
-    pid = lock._conn.execute(text("SELECT pg_backend_pid()")).scalar()  # noqa: SLF001
+    pid = lock._conn.execute(text("SELECT pg_backend_pid()")).scalar()
     other = study_lock(storage, name, "other")
     other.acquire()
-    other._conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})  # noqa: SLF001
+    other._conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     other.release()
     lock.release()
-    assert lock._conn is None  # noqa: SLF001
+    assert lock._conn is None
     with lock.hold():
         pass
 
@@ -227,14 +229,14 @@ def test_without_proc_a_dead_pid_is_gone_and_a_live_one_is_not(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # macOS has no /proc: the kernel is asked whether the pid exists (kill 0)
-    monkeypatch.setattr(workers, "_HAS_PROC", False)
+    monkeypatch.setattr(recovery, "_HAS_PROC", False)
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()  # reaped: its pid is free
 
     def trial_of(pid: int) -> FrozenTrial:
         return optuna.trial.create_trial(
-            state=TrialState.RUNNING, user_attrs=workers.worker_stamp() | {"worker_pid": pid}
+            state=TrialState.RUNNING, user_attrs=recovery.worker_stamp() | {"worker_pid": pid}
         )
 
-    assert not workers.worker_gone(trial_of(os.getpid()))
-    assert workers.worker_gone(trial_of(child.pid))
+    assert not recovery.worker_gone(trial_of(os.getpid()))
+    assert recovery.worker_gone(trial_of(child.pid))

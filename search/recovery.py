@@ -1,0 +1,151 @@
+"""Crash recovery: which trials count toward the total, who runs each trial, and what happens
+to a trial whose worker died. One module, one retry marker (the user attr ``retry_of``).
+
+Any number of processes (``--workers N``, or the same command on several machines with
+``--storage postgresql://...``) run one study. Three rules keep the study whole:
+
+* **The total is exact.** ``--n-trials`` is the study's total. A trial counts once it is
+  WAITING, RUNNING or finished; a failed trial that has a retry does not count (its retry
+  does). A worker counts and creates its trial holding the study's lock (search/locks.py),
+  so two workers never both take the last trial. Storages without such a lock (MySQL) may end
+  a trial or two past the total when workers race.
+* **A crashed worker's trial is failed and run again once, with the same parameters.** Every
+  worker, holding the study's lock before it counts, calls ``recover``, which finds such
+  trials three ways: on a database, Optuna's heartbeat (a RUNNING trial silent for the grace
+  period; ``retry_stale`` queues its retry); on this machine, the trial's stamp (host, pid and
+  process start time) names a process that is gone; under an atomic lock, a trial without a
+  stamp was created by a worker that died before stamping it (a live worker stamps its trial
+  before it lets go of the lock). A retry is not retried again.
+* **Workers wait for each other's last trials** (search/run.py), so that if one dies, a
+  survivor fails and reruns its trial instead of everyone leaving it behind.
+
+A Ctrl-C is not a crash: the trial loop (search/run.py) fails the trial with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import fail_stale_trials
+from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.trial import FrozenTrial, TrialState
+
+from reports import trial_record as rec
+
+log = logging.getLogger("search")
+
+_HAS_PROC = os.path.isdir("/proc/self")
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` from field 3 on (state, ppid, ...; field 22, the start
+    time, is item 19), or None when no such process exists. Linux only."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return stat.rsplit(")", 1)[1].split()  # the name in (...) may hold spaces
+
+
+def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count toward ``--n-trials``: all, except failed trials that were retried
+    (their retry counts instead)."""
+    retried = {int(t.user_attrs[rec.RETRY_OF]) for t in trials if rec.RETRY_OF in t.user_attrs}
+    return [t for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
+
+
+def budget_left(study: optuna.Study, n_trials: int) -> int:
+    return n_trials - len(counted(study.get_trials(deepcopy=False)))
+
+
+def worker_stamp() -> dict[str, Any]:
+    """What identifies this process to the others: its host, pid and start time (the start
+    time tells a reused pid from the original)."""
+    pid = os.getpid()
+    stat = proc_stat(pid) if _HAS_PROC else None
+    return {
+        rec.WORKER_PID: pid,
+        rec.WORKER_HOST: socket.gethostname(),
+        rec.WORKER_STARTED: stat[19] if stat else None,
+    }
+
+
+def stamp(trial: optuna.trial.Trial) -> None:
+    """Record on ``trial`` which process runs it; done under the study's lock, after ``ask``."""
+    for key, value in worker_stamp().items():
+        trial.set_user_attr(key, value)
+
+
+def worker_gone(trial: FrozenTrial) -> bool:
+    """True when ``trial`` ran on this machine and the process that ran it is gone (exited,
+    killed, a zombie, or its pid reused since). False when unknown: another machine, or a
+    trial without a worker stamp."""
+    attrs = trial.user_attrs
+    pid = attrs.get(rec.WORKER_PID)
+    if pid is None or attrs.get(rec.WORKER_HOST) != socket.gethostname():
+        return False
+    if not _HAS_PROC:  # macOS, say: ask the kernel whether the pid exists (no start time)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # it exists, as another user's process
+            return False
+        return False
+    try:
+        fields = proc_stat(pid)
+    except OSError:
+        return False
+    if fields is None:
+        return True
+    started = attrs.get(rec.WORKER_STARTED)
+    return fields[0] == "Z" or (started is not None and fields[19] != started)
+
+
+def unstamped(trial: FrozenTrial) -> bool:
+    """True for a trial its worker never stamped: the worker died between creating the trial
+    and stamping it."""
+    return rec.WORKER_PID not in trial.user_attrs
+
+
+def recover(study: optuna.Study, *, atomic: bool) -> None:
+    """Fail the RUNNING trials whose worker is gone and queue one retry of each. Call it holding
+    the study's lock (``atomic``: that lock is a real one), so that two workers never both
+    retry one trial and an unstamped trial cannot be a live worker's."""
+    if is_heartbeat_enabled(study._storage):
+        fail_stale_trials(study)  # calls retry_stale (the storage's callback) for each
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not ((atomic and unstamped(t)) or worker_gone(t)):
+            continue
+        pid = t.user_attrs.get(rec.WORKER_PID)
+        reason = (
+            "its worker died before the trial started" if pid is None
+            else f"its worker (pid {pid}) died"
+        )  # fmt: skip
+        # the trial is not this process's to tell through a Trial object: write to storage
+        study._storage.set_trial_user_attr(t._trial_id, rec.FAIL_REASON, reason)
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        _queue_retry(study, t, reason)
+
+
+def retry_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna's heartbeat callback (``open_storage(on_stale_trial=...)``): Optuna has failed
+    ``trial``, whose worker stopped sending heartbeats; queue its retry."""
+    _queue_retry(study, trial, "its worker stopped sending heartbeats")
+
+
+def _queue_retry(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
+    if rec.RETRY_OF in trial.user_attrs:
+        log.warning("trial %d failed: %s; a retry itself, not retried", trial.number, reason)
+        return
+    # an enqueued trial (the start point, a retry) may have died before suggesting its fixed
+    # parameters: keep them
+    params: dict[str, Any] = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+    study.enqueue_trial(params, user_attrs={rec.RETRY_OF: trial.number})
+    log.warning("trial %d failed: %s; retry enqueued", trial.number, reason)

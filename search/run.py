@@ -1,0 +1,383 @@
+"""Running a study: the trial loop of one process (``run_study``), or N worker processes on one
+study supervised by this one (``run_workers``, for ``--workers N``).
+
+The trial loop asks, runs and tells each trial itself (as Optuna's own ``_run_trial`` does),
+so the study's lock, crash recovery (search/recovery.py), the heartbeat and Ctrl-C each sit in
+one visible place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from mnistcore.cli import INTERRUPTED_EXIT
+from reports import build_report
+from reports import trial_record as rec
+from reports.storage import StorageError
+from reports.study_data import study_report
+from search.console import progress_bar, trial_line
+from search.locks import StudyLock
+from search.recovery import budget_left, counted, recover, stamp
+from search.setup import Place, StudySettings, locate, prepare
+from search.space import searched_names
+from search.summary import format_summary
+
+log = logging.getLogger("search")
+
+INTERRUPTED = "interrupted by the user (SIGINT)"
+POLL_SECONDS = 1.0  # how often an idle worker looks for stale or re-enqueued trials
+CONNECTION_RETRIES = 3  # database errors in a row (1 s, 2 s, 3 s apart) before giving up
+MAX_REPLACEMENTS = 3  # children the parent starts in place of crashed ones, per child slot
+START_TIMEOUT = 300.0  # seconds the parent waits for the first child to create the study
+
+Objective = Callable[[optuna.trial.Trial], Any]
+OnTrialEnd = Callable[[FrozenTrial], None]
+
+
+def run_study(settings: StudySettings) -> int:
+    """Run (or resume) the study of ``settings`` in this process; returns the exit code."""
+    prepared = prepare(settings)
+    study, objective = prepared.study, prepared.objective
+    # running and waiting trials count too; a RUNNING one may be a dead worker's, to retry
+    remaining = budget_left(study, settings.n_trials)
+    unfinished = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    if remaining <= 0 and not unfinished:
+        log.info(
+            "the study already has %d or more finished trials (--n-trials counts them): "
+            "nothing to run; raise --n-trials to continue",
+            settings.n_trials,
+        )
+        _finish(prepared.place, study, [], report=settings.report)
+        return 0
+    names = searched_names(settings.space)
+    bar = progress_bar(max(remaining, len(unfinished)), quiet=settings.quiet)
+    ledger = _Ledger()
+
+    def on_trial_end(trial: FrozenTrial) -> None:
+        ledger.trials += 1
+        bar.update(1)
+        log.info("%s", trial_line(trial, names))
+
+    start = time.perf_counter()
+    try:
+        run_trials(
+            study,
+            objective,
+            n_trials=settings.n_trials,
+            lock=prepared.place.lock,
+            timeout=settings.timeout,
+            on_trial_end=on_trial_end,
+        )
+    except KeyboardInterrupt:
+        ledger.interrupted = True
+        log.warning(
+            "interrupted: a running trial is marked FAIL; rerun the same command to resume"
+        )
+    finally:
+        ledger.wall_seconds = time.perf_counter() - start
+        bar.close()
+    lines = ledger.lines(objective.compute_seconds)
+    report = settings.report and not ledger.interrupted
+    _finish(prepared.place, study, lines, report=report)
+    return INTERRUPTED_EXIT if ledger.interrupted else 0
+
+
+def run_workers(settings: StudySettings, argv: list[str]) -> int:
+    """``--workers N``: N child processes run this command with ``--workers 1`` on one study;
+    this process supervises them, then prints the summary and builds the report once."""
+    place = locate(settings)  # the children must agree on the study's name: resolved here once
+    parent = Parent(
+        argv=[*argv, "--study-name", place.study_name],
+        workers=settings.workers,
+        seed=settings.seed,
+        threads=settings.threads,
+        place=place,
+    )
+    log.info("%d workers on study %r in %s", parent.workers, place.study_name, place.storage_name)
+    start = time.perf_counter()
+    code = parent.run()
+    wall = time.perf_counter() - start
+    try:
+        study = place.load()
+    except KeyError:
+        return code or 1  # no child got as far as creating the study: it said why
+    line = f"{settings.workers} workers: {wall:.1f} s wall"
+    if parent.crashed:
+        line += f"; {parent.crashed} crashed, their trials retried"
+    _finish(place, study, [line], report=settings.report and code == 0)
+    return code
+
+
+def _finish(place: Place, study: optuna.Study, lines: list[str], *, report: bool) -> None:
+    """Print the summary (``lines``: this run's timing) and build the report if asked."""
+    print(format_summary(study_report(study), run_lines=lines))
+    if report:
+        index = build_report(
+            storage=place.storage_name,
+            study_names=[place.study_name],
+            benchmarks_dir=Path(".benchmarks"),
+            out_dir=Path("reports"),
+        )
+        log.info("report: %s", index)
+
+
+@dataclass
+class _Ledger:
+    """Where this run's time went: training (the objective's compute) vs Optuna's own work."""
+
+    wall_seconds: float = 0.0
+    trials: int = 0
+    interrupted: bool = False
+
+    def lines(self, compute_seconds: float) -> list[str]:
+        if not self.trials:
+            return []
+        overhead = max(self.wall_seconds - compute_seconds, 0.0)
+        share = overhead / self.wall_seconds if self.wall_seconds else 0.0
+        return [
+            f"this run: {self.trials} trial{'s' if self.trials != 1 else ''} in "
+            f"{self.wall_seconds:.1f} s; Optuna's overhead "
+            f"(sampler, pruner, storage) {overhead:.1f} s = {share:.1%} of it"
+            + ("; interrupted" if self.interrupted else "")
+        ]
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Objective,
+    *,
+    n_trials: int,
+    lock: StudyLock,
+    timeout: float | None = None,
+    on_trial_end: OnTrialEnd = lambda trial: None,
+) -> None:
+    """Run trials one at a time until the study as a whole has ``n_trials`` counted trials and
+    none is WAITING or RUNNING (see ``_step``), or until ``timeout`` seconds have passed. A
+    lost database connection is retried CONNECTION_RETRIES times, then a StorageError."""
+    deadline = time.monotonic() + timeout if timeout else None
+    failures = 0
+    while deadline is None or time.monotonic() < deadline:
+        try:
+            done = _step(study, objective, n_trials, lock, on_trial_end)
+        except Exception as e:
+            # the database went away (restart, network): finished trials are stored; a trial
+            # that was running is failed by the heartbeat and retried by a worker later
+            cause = _connection_error(e)
+            if cause is None:
+                raise
+            failures += 1
+            if failures > CONNECTION_RETRIES:
+                raise StorageError(
+                    f"lost the connection to the database at {_where(study)} "
+                    f"(retried {CONNECTION_RETRIES} times): {_reason(cause)}; trials finished "
+                    "so far are stored, rerun the same command to go on"
+                ) from None
+            log.warning(
+                "database connection lost (%s); retrying in %d s", _reason(cause), failures
+            )
+            time.sleep(failures)
+            continue
+        failures = 0
+        if done:
+            return
+
+
+def _step(
+    study: optuna.Study, objective: Objective, n_trials: int, lock: StudyLock, on_end: OnTrialEnd
+) -> bool:
+    """One trial, or one look for work (sleeping a while); True when there is none left."""
+    trial = None
+    with lock.hold():
+        recover(study, atomic=lock.atomic)
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        if len(counted(trials)) < n_trials or waiting:
+            with warnings.catch_warnings():  # _run_trial runs the heartbeat, as optimize would
+                warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+                trial = study.ask()
+            stamp(trial)
+    if trial is not None:
+        _run_trial(study, trial, objective, on_end)
+        return False
+    # nothing left to start: wait while another worker's trial runs, in case that worker dies
+    # (on the journal only this machine's processes can be watched)
+    heartbeat = is_heartbeat_enabled(study._storage)
+    here = socket.gethostname()
+    if any(
+        t.state == TrialState.RUNNING and (heartbeat or t.user_attrs.get(rec.WORKER_HOST) == here)
+        for t in trials
+    ):
+        time.sleep(POLL_SECONDS)
+        return False
+    return True
+
+
+def _run_trial(
+    study: optuna.Study, trial: optuna.trial.Trial, objective: Objective, on_end: OnTrialEnd
+) -> None:
+    """Objective, then tell, with the heartbeat beating on database storage. A Ctrl-C, a lost
+    database or a bug fails the trial right here, with its reason, and is raised again."""
+    values, state, failure = None, None, None
+    with get_heartbeat_thread(trial._trial_id, study._storage):
+        try:
+            values = objective(trial)
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except BaseException as e:  # a Ctrl-C too: recorded on the trial, raised again below
+            state, failure = TrialState.FAIL, e
+            reason = INTERRUPTED if isinstance(e, KeyboardInterrupt) else _reason(e)
+            trial.set_user_attr(rec.FAIL_REASON, reason)
+    on_end(study.tell(trial, values, state=state))
+    if failure is not None:
+        raise failure
+
+
+def _connection_error(e: BaseException) -> BaseException | None:
+    """The database connection error behind ``e`` (raised by Optuna or by the objective's
+    storage writes, maybe as the cause of another error), or None."""
+    seen: BaseException | None = e
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, (OperationalError, InterfaceError)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _reason(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _where(study: optuna.Study) -> str:
+    backend = getattr(study._storage, "_backend", study._storage)  # RDB, maybe inside a cache
+    url = getattr(getattr(backend, "engine", None), "url", None)
+    if url is None or not url.host:
+        return "the --storage host"
+    return f"{url.host}:{url.port or 'default port'}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the parent of ``--workers N``
+
+
+@dataclass
+class _Child:
+    slot: int
+    seed: int
+    proc: subprocess.Popen[bytes]
+
+
+@dataclass
+class Parent:
+    """Starts ``workers`` children running ``python -m search.study ARGV --workers 1``,
+    forwards SIGINT, replaces crashed children after failing and re-enqueueing their trials."""
+
+    argv: list[str]
+    workers: int
+    seed: int
+    threads: int
+    place: Place
+    children: list[_Child] = field(default_factory=list)
+    interrupted: bool = False
+    crashed: int = 0
+    started: int = 0
+
+    def run(self) -> int:
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            self._start(0)
+            self._wait_for_study()  # one child creates the study (and its first trial) alone
+            first = self.children[0].proc.poll()
+            if first is not None and first != 0:
+                return first if first > 0 else 1  # it said why (a user error, say)
+            for slot in range(1, self.workers):
+                self._start(slot)
+            return self._supervise()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+        for child in self.children:
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGINT)
+
+    def _start(self, slot: int) -> None:
+        seed = self.seed * 1000 + self.started
+        self.started += 1
+        threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        argv = [
+            *self.argv,
+            "--workers", "1", "--seed", str(seed), "--threads", str(threads), "--no-report",
+        ]  # fmt: skip
+        env = {
+            **os.environ,
+            # idle OpenMP threads spin by default: N processes sharing few cores thrash
+            "OMP_WAIT_POLICY": "PASSIVE",
+            "TQDM_DISABLE": "1",  # N progress bars on one terminal would overwrite each other
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "search.study", *argv],
+            env=env,
+            stdout=subprocess.DEVNULL,  # the parent prints the one summary
+            start_new_session=True,  # Ctrl-C reaches the parent, which forwards it once
+        )
+        log.info("worker %d started: pid %d, seed %d, %d threads", slot, proc.pid, seed, threads)
+        self.children.append(_Child(slot, seed, proc))
+
+    def _wait_for_study(self) -> None:
+        first = self.children[0].proc
+        deadline = time.monotonic() + START_TIMEOUT
+        while first.poll() is None and not self.interrupted and time.monotonic() < deadline:
+            try:
+                if self.place.load().get_trials(deepcopy=False):
+                    return
+            except KeyError:
+                pass
+            time.sleep(0.2)
+
+    def _supervise(self) -> int:
+        codes: list[int] = []
+        replacements: dict[int, int] = {}
+        while self.children:
+            for child in list(self.children):
+                code = child.proc.poll()
+                if code is None:
+                    continue
+                self.children.remove(child)
+                if code < 0 and not self.interrupted and -code != signal.SIGINT:
+                    self.crashed += 1
+                    log.warning(
+                        "worker %d (pid %d) killed by signal %d", child.slot, child.proc.pid, -code
+                    )
+                    # its process is reaped: recover() sees its trials' worker gone at once
+                    with self.place.lock.hold():
+                        recover(self.place.load(), atomic=self.place.lock.atomic)
+                    if replacements.get(child.slot, 0) < MAX_REPLACEMENTS:
+                        replacements[child.slot] = replacements.get(child.slot, 0) + 1
+                        self._start(child.slot)
+                        continue
+                codes.append(code)
+            time.sleep(0.2)
+        if self.interrupted or any(c in (INTERRUPTED_EXIT, -signal.SIGINT) for c in codes):
+            return INTERRUPTED_EXIT
+        bad = [c for c in codes if c != 0]
+        return (bad[0] if bad[0] > 0 else 1) if bad else 0

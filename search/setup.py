@@ -1,0 +1,277 @@
+"""Setting up a study: where it lives (storage, name, lock), its sampler and pruner, its data.
+
+``locate`` is the cheap part that both run paths need (the ``--workers`` parent stops there);
+``prepare`` adds what a process that trains needs: the data, the study itself, the objective.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from dataclasses import dataclass, field, fields
+
+import optuna
+from optuna.storages import BaseStorage
+
+from mnistcore import TrainConfig, UserError, load_dataset, resolve_dataset, resolve_device
+from reports import trial_record as rec
+from reports.storage import open_storage
+from search.locks import StudyLock, study_lock
+from search.objective import Objective, run_stamps
+from search.recovery import retry_stale
+from search.space import (
+    SEARCHABLE,
+    SearchSpace,
+    build_space,
+    check_compatible,
+    describe_space,
+    searched_names,
+    start_params,
+)
+
+log = logging.getLogger("search")
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
+PRUNERS = ("hyperband", "sha", "median", "percentile", "none")
+# Max epochs per trial unless --epochs: 9 on small sets (the pruners' rungs are then epochs 1, 3
+# and 9), 5 on the 54k-image sets, whose epoch is 15x longer. Measured on 2 cores, fashion-mnist
+# with --timeout 360: 9 epochs left time for only 3 complete trials (best 91.0 % test), 3 epochs
+# capped trials at ~90 %.
+SMALL_SET_EPOCHS = 9
+LARGE_SET_EPOCHS = 5
+LARGE_SET = 10_000  # training images from which a set counts as large
+# Successive halving by default: Hyperband splits trials into brackets and its sampler learns
+# from each bracket's trials alone, so 30 trials in 3 brackets would leave TPE mostly random.
+DEFAULT_PRUNER = "sha"
+REDUCTION_FACTOR = 3  # a trial goes on past a rung when in the top third of those there
+TPE_STARTUP_TRIALS = 10  # random trials before TPE (and GP) start modelling
+DATA_SPLIT_SEED = 0  # the validation split never moves with --seed, so studies stay comparable
+
+
+class StudyError(UserError):
+    """The study in storage does not match this run's settings."""
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Everything a run needs, parsed and validated before any data is loaded. The field names
+    are the command line's (``--data-dir`` is ``data_dir``)."""
+
+    space: SearchSpace
+    dataset: str = "mnist"
+    data_dir: str = "data"
+    device: str = "auto"
+    threads: int = 0
+    n_trials: int = 30
+    timeout: float | None = None  # seconds; None: no limit
+    epochs: int | None = None  # None: chosen from the training set's size once it is loaded
+    sampler: str = "tpe"
+    pruner: str = DEFAULT_PRUNER
+    objectives: tuple[str, ...] = ("accuracy",)
+    storage: str | None = None
+    study_name: str | None = None
+    seed: int = 0
+    report: bool = True
+    quiet: bool = False
+    synthetic_size: int = 2000
+    workers: int = 1
+    heartbeat: int | None = None
+    pruner_given: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.sampler == "cmaes" and len(self.objectives) > 1:
+            raise StudyError(
+                "--sampler cmaes handles one objective only; use --sampler tpe, gp, random or "
+                "qmc with --objectives accuracy,throughput"
+            )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> StudySettings:
+        base = TrainConfig(
+            epochs=args.epochs or SMALL_SET_EPOCHS,
+            seed=args.seed,
+            device=args.device,
+            threads=args.threads,
+        )
+        overrides = {
+            name: getattr(args, f"space_{name}")
+            for name in SEARCHABLE
+            if getattr(args, f"space_{name}") is not None
+        }
+        derived = {
+            "space": build_space(overrides=overrides, toml_path=args.space, base=base),
+            "timeout": args.timeout or None,
+            "pruner": args.pruner or DEFAULT_PRUNER,
+            "pruner_given": args.pruner is not None,
+            "report": not args.no_report,
+        }
+        copied = {f.name: getattr(args, f.name) for f in fields(cls) if f.name not in derived}
+        return cls(**copied, **derived)
+
+
+@dataclass(frozen=True, eq=False)
+class Place:
+    """Where a study lives."""
+
+    storage: BaseStorage
+    storage_name: str  # what optuna-dashboard, optuna --storage and the report take
+    study_name: str
+    lock: StudyLock  # see search/locks.py
+
+    def load(self) -> optuna.Study:
+        """The stored study (KeyError before it exists)."""
+        return optuna.load_study(study_name=self.study_name, storage=self.storage)
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A study ready to run trials in this process."""
+
+    place: Place
+    study: optuna.Study
+    objective: Objective
+
+
+def locate(settings: StudySettings) -> Place:
+    """Check the device, open the storage and name the study, without loading data: every
+    mistake here is a one-line error within a second."""
+    s = settings
+    resolve_device(s.device)  # fail fast on a missing GPU
+    storage, storage_name = open_storage(
+        s.storage, heartbeat=s.heartbeat, on_stale_trial=retry_stale
+    )
+    # mnist may fall back to mnist-5k: the study is named after the data actually used
+    dataset = resolve_dataset(s.dataset, data_dir=s.data_dir)
+    name = s.study_name or f"{dataset}-{'+'.join(s.objectives)}"
+    return Place(storage, storage_name, name, study_lock(storage, storage_name, name))
+
+
+def prepare(settings: StudySettings) -> Prepared:
+    """Locate the study, load the data, create (or resume) the study and its objective."""
+    s = settings
+    place = locate(s)
+    data = load_dataset(
+        s.dataset, data_dir=s.data_dir, seed=DATA_SPLIT_SEED, synthetic_size=s.synthetic_size
+    )
+    epochs = s.epochs or default_epochs(data.sizes["train"])
+    n_existing = _count_finished(place)
+    prunes = len(s.objectives) == 1
+    pruner = s.pruner if prunes else "none"
+    study = optuna.create_study(
+        storage=place.storage,
+        study_name=place.study_name,
+        # a resumed run draws fresh points instead of replaying the first run's random ones
+        sampler=make_sampler(
+            s.sampler, seed=s.seed + n_existing, brackets=_brackets(pruner, epochs)
+        ),
+        pruner=make_pruner(pruner, epochs=epochs),
+        directions=["maximize"] * len(s.objectives),
+        load_if_exists=True,
+    )
+    _check_same_settings(study, dataset=data.name, epochs=epochs, objectives=s.objectives)
+    check_compatible(s.space, study.get_trials(deepcopy=False), place.study_name)
+    with place.lock.hold():  # workers starting together: only the first queues the start point
+        if not study.get_trials(deepcopy=False):
+            study.enqueue_trial(start_params(s.space))
+    stamps = run_stamps(data, device=s.device)
+    for key, value in {
+        rec.DATASET: data.name,
+        rec.DATASET_SOURCE: data.source,
+        rec.MAX_EPOCHS: epochs,
+        rec.OBJECTIVES: list(s.objectives),
+        rec.DEVICE_NAME: stamps[rec.DEVICE_NAME],
+    }.items():
+        study.set_user_attr(key, value)
+
+    log.info("data: %s", data.describe())
+    log.info(
+        "storage: %s, study %r (%d finished trials so far)",
+        place.storage_name, place.study_name, n_existing,
+    )  # fmt: skip
+    log.info("space: %s", describe_space(s.space))
+    if not searched_names(s.space):
+        log.warning("every parameter is pinned: each trial trains the same configuration")
+    if prunes:
+        log.info("sampler %s, pruner %s, up to %d epochs per trial", s.sampler, s.pruner, epochs)
+    else:
+        log.info(
+            "sampler %s; pruning disabled: Optuna cannot prune multi-objective studies%s",
+            s.sampler,
+            f" (--pruner {s.pruner} ignored)" if s.pruner_given else "",
+        )
+    base = TrainConfig(
+        epochs=epochs, seed=s.seed, device=s.device, threads=s.threads, dataset=data.name
+    )
+    objective = Objective(data, s.space, base=base, objectives=s.objectives, stamps=stamps)
+    return Prepared(place, study, objective)
+
+
+def default_epochs(n_train: int) -> int:
+    """Max epochs per trial when --epochs is not given, from the training set's size."""
+    return LARGE_SET_EPOCHS if n_train >= LARGE_SET else SMALL_SET_EPOCHS
+
+
+def make_sampler(kind: str, *, seed: int, brackets: int = 1) -> optuna.samplers.BaseSampler:
+    # under Hyperband each bracket's sampler starts on its own: share the random start-up
+    startup = max(3, math.ceil(TPE_STARTUP_TRIALS / brackets))
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(
+            seed=seed, n_startup_trials=startup, warn_independent_sampling=False
+        )
+    if kind == "qmc":
+        return optuna.samplers.QMCSampler(
+            seed=seed, scramble=True, warn_independent_sampling=False
+        )
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+
+
+def make_pruner(kind: str, *, epochs: int) -> optuna.pruners.BasePruner:
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs, reduction_factor=REDUCTION_FACTOR
+        )
+    if kind == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=REDUCTION_FACTOR
+        )
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if kind == "percentile":
+        return optuna.pruners.PercentilePruner(25.0, n_startup_trials=5, n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
+
+
+def _brackets(pruner: str, epochs: int) -> int:
+    """Hyperband's number of brackets, as Optuna computes it for min_resource=1; else 1."""
+    if pruner != "hyperband":
+        return 1
+    return math.floor(math.log(epochs, REDUCTION_FACTOR) + 1e-9) + 1
+
+
+def _count_finished(place: Place) -> int:
+    try:
+        study_id = place.storage.get_study_id_from_name(place.study_name)
+    except KeyError:
+        return 0
+    trials = place.storage.get_all_trials(study_id, deepcopy=False)
+    return sum(t.state.is_finished() for t in trials)
+
+
+def _check_same_settings(
+    study: optuna.Study, *, dataset: str, epochs: int, objectives: tuple[str, ...]
+) -> None:
+    stored = study.user_attrs
+    wanted = {rec.DATASET: dataset, rec.MAX_EPOCHS: epochs, rec.OBJECTIVES: list(objectives)}
+    diff = {k: (stored[k], v) for k, v in wanted.items() if k in stored and stored[k] != v}
+    if diff:
+        was = ", ".join(f"{k}={old!r}" for k, (old, _) in diff.items())
+        now = ", ".join(f"{k}={new!r}" for k, (_, new) in diff.items())
+        raise StudyError(
+            f"study {study.study_name!r} in storage was run with {was}, this run asks {now}; "
+            "use the same settings to resume, or a new --study-name"
+        )
