@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from mnistcore.config import TrainConfig
+from mnistcore.config import TrainConfig, parse_bool
 from mnistcore.errors import UserError
 
 USER_ERROR_EXIT = 2
@@ -51,11 +51,39 @@ def add_config_arguments(
         default = getattr(defaults, f.name)
         help_text = FIELD_HELP.get(f.name, f.name)
         if isinstance(default, bool):
+            no_flag = "--no-" + f.name.replace("_", "-")
             parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=default, help=help_text
+                flag, no_flag, action=_BoolFlag, default=default, help=f"{help_text} ({flag} "
+                f"[true|false|yes|no|1|0], {no_flag})",
             )
         else:
             parser.add_argument(flag, type=type(default), default=default, help=help_text)
+
+
+class _BoolFlag(argparse.Action):
+    """``--batch-norm``, ``--batch-norm true`` (the spellings of ``parse_bool``, as in
+    ``python -m search.study --batch-norm true,false``) and ``--no-batch-norm``."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs="?", metavar="BOOL", **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        value: object,
+        option_string: str | None = None,
+    ) -> None:
+        negated = bool(option_string and option_string.startswith("--no-"))
+        if value is None:
+            setattr(namespace, self.dest, not negated)
+            return
+        if negated:
+            parser.error(f"{option_string} takes no value, got {value!r}")
+        try:
+            setattr(namespace, self.dest, parse_bool(str(value)))
+        except ValueError as e:
+            parser.error(f"{option_string}: {e}")
 
 
 def config_from_args(args: argparse.Namespace, **overrides: object) -> TrainConfig:
@@ -78,12 +106,16 @@ def setup_logging(quiet: bool = False) -> None:
 
 
 def run_main(main: Callable[[], int | None]) -> None:
-    """Run ``main``; a UserError becomes one line on stderr and exit code 2."""
+    """Run ``main``; a UserError becomes one line on stderr and exit code 2, a Ctrl-C that
+    ``main`` did not handle (during start-up, say) the line "interrupted" and exit code 130."""
     try:
         code = main()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = INTERRUPTED_EXIT
     if code == INTERRUPTED_EXIT:
         _exit_interrupted()
     sys.exit(code or 0)

@@ -11,6 +11,9 @@ from mnistcore.errors import ConfigError
 SCHEDULES = ("constant", "onecycle", "cosine")
 PRECISIONS = ("fp32", "bf16")
 DATASETS = ("mnist", "fashion-mnist", "mnist-5k", "synthetic")
+# How a boolean is spelled on the command line and in space files (case-insensitive)
+TRUE_WORDS = ("true", "yes", "1", "on")
+FALSE_WORDS = ("false", "no", "0", "off")
 MAX_DEPTH = 4  # 28 -> 24 -> 12 | 12 -> 6 | 6 -> 3 | 3 -> 1 spatial size after each block
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -97,6 +100,16 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` and their other spellings (TRUE_WORDS, FALSE_WORDS); else ValueError."""
+    lowered = text.strip().lower()
+    if lowered in TRUE_WORDS:
+        return True
+    if lowered in FALSE_WORDS:
+        return False
+    raise ValueError(f"{text!r} is not a boolean; use true or false")
 
 
 def _check(ok: bool, message: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+import shlex
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,13 +24,15 @@ from reports.bench_data import (
 from reports.bench_figures import bench_panels, trend_panel
 from reports.page import render, study_href, write_site
 from reports.panel import Panel
-from reports.storage import DEFAULT_JOURNAL, read_storage
+from reports.storage import DEFAULT_JOURNAL, StorageError, read_storage
 from reports.study_data import StudyReport, slugify, study_report
 from reports.study_figures import study_panels
 
-__all__ = ["build_report"]
+__all__ = ["DEFAULT_BENCHMARKS", "DEFAULT_OUT", "build_report", "rebuild_command"]
 
 AUTOSAVE = "pytest bench/ --benchmark-autosave"
+DEFAULT_BENCHMARKS = Path(".benchmarks")  # pytest-benchmark's autosave folder
+DEFAULT_OUT = Path("reports")
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,31 +59,38 @@ def build_report(
     *,
     storage: str | None,
     study_names: list[str] | None = None,
-    benchmarks_dir: Path = Path(".benchmarks"),
-    out_dir: Path = Path("reports"),
+    benchmarks_dir: Path = DEFAULT_BENCHMARKS,
+    out_dir: Path = DEFAULT_OUT,
 ) -> Path:
     """Build the HTML report from an Optuna storage and pytest-benchmark JSON files.
 
-    Returns the path of index.html. Raises `reports.StorageError` when a storage the caller
-    named cannot be read; every other gap (no study, no benchmarks, a damaged JSON file) ends
-    up on the page as a note saying how to fill it, with a warning for each skipped file.
+    Returns the path of index.html. Raises `reports.StorageError`, before writing anything,
+    when a storage the caller named cannot be read or does not hold a study it named; every
+    other gap (no study, no benchmarks, a damaged JSON file) ends up on the page as a note
+    saying how to fill it, with a warning for each skipped file.
     """
     backend = read_storage(storage)
-    notices: list[str] = []
-    studies = _study_pages(backend, study_names, notices)
+    label = _storage_label(storage, backend)
+    studies = _study_pages(backend, study_names, label)
     bench = load_benchmarks(Path(benchmarks_dir))
     built = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     common = {
         "built": built,
-        "storage_label": _storage_label(storage, backend),
+        "storage_label": label,
         "benchmarks_dir": str(benchmarks_dir),
         "autosave": AUTOSAVE,
+        "rebuild": rebuild_command(
+            storage=storage,
+            study_names=study_names,
+            benchmarks_dir=benchmarks_dir,
+            out_dir=out_dir,
+        ),
     }
     sections = [_run_section(bench, run) for run in _latest_per_machine(bench)]
     latest = bench.latest
     pages = [
         render(
-            "index.html.j2", "index.html", studies=studies, notices=notices, bench=bench,
+            "index.html.j2", "index.html", studies=studies, bench=bench,
             latest=latest,
             latest_summary=machine_summary(latest) if latest else None,
             headline=headline(bench.rows_of(latest)) if latest else None,
@@ -99,25 +108,49 @@ def build_report(
     return write_site(Path(out_dir), pages)
 
 
+def rebuild_command(
+    *,
+    storage: str | None,
+    study_names: list[str] | None,
+    benchmarks_dir: Path,
+    out_dir: Path,
+) -> str:
+    """The `python -m reports` line that builds this report again: only the options that
+    differ from the defaults, a database URL with its password hidden."""
+    words = ["python", "-m", "reports"]
+    if storage is not None and ("://" in storage or Path(storage) != DEFAULT_JOURNAL):
+        words += ["--storage", _hide_password(storage)]
+    for name in dict.fromkeys(study_names or []):
+        words += ["--study", name]
+    if Path(benchmarks_dir) != DEFAULT_BENCHMARKS:
+        words += ["--benchmarks", str(benchmarks_dir)]
+    if Path(out_dir) != DEFAULT_OUT:
+        words += ["--out", str(out_dir)]
+    return shlex.join(words)
+
+
 def _study_pages(
     backend: optuna.storages.BaseStorage | None,
     wanted: list[str] | None,
-    notices: list[str],
+    storage_label: str,
 ) -> list[StudyPage]:
+    """A page per study; a named study the storage does not hold is the user's mistake."""
+    wanted = list(dict.fromkeys(wanted or []))  # --study a --study a: one page
     if backend is None:
+        if wanted:
+            raise StorageError(
+                f"study {wanted[0]!r} cannot be read: there is no journal file at "
+                f"{DEFAULT_JOURNAL}; pass --storage with the storage that holds it, or run "
+                "`python -m search.study` first"
+            )
         return []
     available = optuna.get_all_study_names(backend)
+    unknown = [name for name in wanted if name not in available]
+    if unknown:
+        raise StorageError(_not_stored(unknown, storage_label, available))
     pages: list[StudyPage] = []
     slugs: set[str] = set()
     for name in wanted or available:
-        if name not in available:
-            message = (
-                f"study {name!r} is not in the storage (it holds: "
-                f"{', '.join(map(repr, available)) or 'no study'})"
-            )
-            warnings.warn(message, stacklevel=3)
-            notices.append(message)
-            continue
         study = optuna.load_study(study_name=name, storage=backend)
         report = study_report(study, slug=_unique(slugify(name), slugs))
         pages.append(StudyPage(report, study_panels(study, report), study_href(report.slug)))
@@ -152,12 +185,28 @@ def _unique(slug: str, taken: set[str]) -> str:
     return candidate
 
 
+def _not_stored(unknown: list[str], storage_label: str, available: list[str]) -> str:
+    names = ", ".join(map(repr, unknown))
+    which = f"study {names} is" if len(unknown) == 1 else f"studies {names} are"
+    if not available:
+        return (
+            f"{which} not in {storage_label}; it holds no study (run `python -m search.study` "
+            "first, or pass --storage with the storage that holds it)"
+        )
+    held = ", ".join(map(repr, available))
+    return f"{which} not in {storage_label}; it holds: {held} (use --study with one of them)"
+
+
 def _storage_label(storage: str | None, backend: object) -> str:
     if storage is None:
         return str(DEFAULT_JOURNAL) if backend is not None else "none"
-    if "://" in storage:
-        try:
-            return make_url(storage).render_as_string(hide_password=True)
-        except Exception:  # an unusual URL that still opened: show it without credentials
-            return storage.split("://", 1)[0] + "://…"
-    return storage
+    return _hide_password(storage)
+
+
+def _hide_password(storage: str) -> str:
+    if "://" not in storage:
+        return storage  # a journal file path
+    try:
+        return make_url(storage).render_as_string(hide_password=True)
+    except Exception:  # an unusual URL that still opened: show it without credentials
+        return storage.split("://", 1)[0] + "://…"

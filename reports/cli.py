@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from reports.build import build_report
+from reports.build import DEFAULT_BENCHMARKS, DEFAULT_OUT, build_report
 from reports.storage import DEFAULT_JOURNAL, StorageError
 
 __all__ = ["main"]
@@ -31,16 +31,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         dest="studies",
         metavar="NAME",
-        help="report only this study (repeatable; default: every study in the storage)",
+        help="report only this study (repeatable; default: every study in the storage); a "
+        "name the storage does not hold is an error",
     )
     parser.add_argument(
         "--benchmarks",
         type=Path,
-        default=Path(".benchmarks"),
-        help="folder of pytest-benchmark JSON files (default: .benchmarks)",
+        default=DEFAULT_BENCHMARKS,
+        help=f"folder of pytest-benchmark JSON files (default: {DEFAULT_BENCHMARKS})",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("reports"), help="output folder (default: reports)"
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})"
     )
     return parser.parse_args(argv)
 

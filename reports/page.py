@@ -21,6 +21,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from reports.panel import Panel
+from reports.study_data import train_command
 
 __all__ = ["PLOTLY_JS", "STUDY_DIR", "render", "study_href", "write_site"]
 
@@ -87,7 +88,9 @@ def _environment() -> Environment:
         pct=format_percent,
         value=format_value,
     )
-    env.globals.update(plot=plot_html, table=table_html, study_href=study_href)
+    env.globals.update(
+        plot=plot_html, table=table_html, study_href=study_href, train_command=train_command
+    )
     return env
 
 

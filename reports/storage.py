@@ -1,7 +1,7 @@
 """Open an Optuna storage from ``--storage``: a journal file path or a database URL.
 
 The one opener of the project: the search opens its storage to write (``open_storage``), the
-report to read (``read_storage``, which never creates a file or database as a side effect).
+report to read (``read_storage``, which never creates a journal or SQLite file).
 Torch-free, so ``python -m reports`` stays light.
 
 Default: Optuna's journal file ``reports/optuna-journal.log``. Several processes on one machine
@@ -35,7 +35,16 @@ from optuna.storages.journal import (
 
 from mnistcore.errors import UserError  # torch-free: mnistcore imports its modules lazily
 
-__all__ = ["DEFAULT_JOURNAL", "StorageError", "open_storage", "read_storage"]
+__all__ = [
+    "DEFAULT_JOURNAL",
+    "HEARTBEAT_INTERVAL",
+    "StorageError",
+    "advisory_key",
+    "first_line",
+    "open_storage",
+    "read_storage",
+    "schema_lock",
+]
 
 # The journal file, not SQLite: SQLite locks the whole database file for each write, and with
 # several worker processes writing trials at once the waiting writers run out of their lock
@@ -57,14 +66,14 @@ _URL_FORMS = (
     "journal file path"
 )
 
-log = logging.getLogger("search")
+log = logging.getLogger("reports")
 
 StaleTrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 
 class StorageError(UserError):
-    """The storage URL or path is malformed, unsupported, missing or unreachable; the message
-    is one line naming it and the fix."""
+    """The storage URL or path is malformed, unsupported, missing or unreachable, or does not
+    hold a study the user named; the message is one line naming it and the fix."""
 
 
 def open_storage(
@@ -81,6 +90,7 @@ def open_storage(
     which then calls ``on_stale_trial(study, trial)`` (the search retries it there).
     """
     spec = spec or str(DEFAULT_JOURNAL)
+    _check_not_half_a_url(spec)
     if "://" in spec:
         return _open_rdb(spec, create=True, heartbeat=heartbeat, on_stale=on_stale_trial), spec
     return _open_journal(Path(spec), create=True), spec
@@ -89,14 +99,33 @@ def open_storage(
 def read_storage(spec: str | None) -> BaseStorage | None:
     """The storage to read, or None when none was named and the default journal is absent.
 
-    A storage named explicitly must exist: a report never creates an empty database or journal
-    as a side effect of being built.
+    A storage named explicitly must exist: a report never creates an empty journal or SQLite
+    file as a side effect of being built (Optuna does create its tables in an existing but empty
+    PostgreSQL or MySQL database).
     """
     if spec is None:
         return _open_journal(DEFAULT_JOURNAL, create=False) if DEFAULT_JOURNAL.is_file() else None
+    _check_not_half_a_url(spec)
     if "://" in spec:
         return _open_rdb(spec, create=False)
     return _open_journal(Path(spec), create=False)
+
+
+_HALF_URL = re.compile(r"^(sqlite|postgres(?:ql)?|mysql)(\+\w+)?:(?!//)(.*)$")
+
+
+def _check_not_half_a_url(spec: str) -> None:
+    """``sqlite:/tmp/x.db`` is neither a path nor a URL (those have ``://``): name the URL."""
+    match = _HALF_URL.match(spec)
+    if match is None:
+        return
+    scheme, rest = spec[: spec.index(":")], match.group(3)
+    # sqlite keeps the path whole (sqlite:////tmp/x.db is the absolute /tmp/x.db)
+    meant = f"sqlite:///{rest}" if scheme == "sqlite" else f"{scheme}://{rest.lstrip('/')}"
+    raise StorageError(
+        f"--storage {spec!r} is not a database URL (a URL has '://' after the scheme); "
+        f"did you mean --storage {meant}?"
+    )
 
 
 def _open_journal(path: Path, *, create: bool) -> JournalStorage:
@@ -119,6 +148,13 @@ def _open_journal(path: Path, *, create: bool) -> JournalStorage:
             f"--storage {str(path)!r} looks like an SQLite file name but has no scheme; use "
             f"--storage sqlite:///{path}, or a .log name for a journal file"
         )
+    # only the default's folder is made: a mistyped folder must not start a fresh study
+    default = create and path.resolve() == DEFAULT_JOURNAL.resolve()
+    if not path.parent.is_dir() and not default:
+        raise StorageError(
+            f"--storage {str(path)!r}: folder {str(path.parent)!r} does not exist; create it or "
+            "use another path"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         journal = str(path.resolve())
@@ -129,7 +165,7 @@ def _open_journal(path: Path, *, create: bool) -> JournalStorage:
             "choose a writable path with --storage"
         ) from None
     except ValueError as e:  # a record that is not JSON (json.JSONDecodeError is a ValueError)
-        raise StorageError(f"cannot read Optuna journal {path}: {_first_line(e)}") from None
+        raise StorageError(f"cannot read Optuna journal {path}: {first_line(e)}") from None
     return storage
 
 
@@ -199,7 +235,7 @@ def _open_rdb(
         if backend == "sqlite":
             where = parsed.database or ":memory:"
         raise StorageError(
-            f"cannot open storage {shown!r} at {where}: {_first_line(e)}; start the database "
+            f"cannot open storage {shown!r} at {where}: {first_line(e)}; start the database "
             "server or fix host, port, user, password and database name in --storage"
         ) from None
 
@@ -327,6 +363,7 @@ def _starts_with(path: Path, header: bytes) -> bool:
         return False
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (a database error's own, without SQLAlchemy's)."""
     text = str(getattr(error, "orig", None) or error).strip() or type(error).__name__
     return text.splitlines()[0]

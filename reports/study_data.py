@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "study_report",
     "throughput_points",
     "trial_counts",
+    "train_command",
     "trials_table",
 ]
 
@@ -50,6 +52,17 @@ TABLE_ATTRS = (
     rec.RETRY_OF,
     rec.FAIL_REASON,
 )
+
+# TrainConfig's defaults of the fields that describe the machine rather than the network
+# (mnistcore/config.py; a test checks they agree): `train_command` leaves them out when
+# default, so the command runs anywhere. Literals, as the report imports nothing of mnistcore
+# but its error types.
+MACHINE_DEFAULTS: dict[str, Any] = {
+    "device": "auto",
+    "threads": 0,
+    "channels_last": True,
+    "precision": "fp32",
+}
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,9 @@ class BestTrial:
     images_per_second: float | None
     epochs_run: int | None
     seconds: float | None  # the trial's wall time
+    # the whole TrainConfig as a dict, pinned values included (user attr `config`); {} for
+    # trials that did not record it (studies from before it was recorded)
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,7 +250,27 @@ def _shown(trial: FrozenTrial, multi_objective: bool) -> BestTrial:
         images_per_second=_images_per_second(trial, multi_objective=multi_objective),
         epochs_run=epochs_run(trial),
         seconds=trial.duration.total_seconds() if trial.duration is not None else None,
+        config=_config(trial),
     )
+
+
+def train_command(config: dict[str, Any]) -> str:
+    """The `python -m mnistcore ...` line that trains ``config`` (a TrainConfig as a dict, as a
+    trial's `config` attribute holds it) again: every field in its order, booleans as
+    `--batch-norm` / `--no-batch-norm`, machine fields (MACHINE_DEFAULTS) only when not default.
+    """
+    if not config:
+        raise ValueError(f"train_command needs a recorded configuration, got {config=}")
+    words = ["python", "-m", "mnistcore"]
+    for name, value in config.items():
+        if value is None or (name in MACHINE_DEFAULTS and value == MACHINE_DEFAULTS[name]):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag.removeprefix("--"))
+        else:  # repr: the shortest text that reads back as the same float
+            words += [flag, repr(value) if isinstance(value, float) else str(value)]
+    return shlex.join(words)
 
 
 def best_attrs_source(
@@ -395,6 +431,11 @@ def _images_per_second(trial: FrozenTrial, *, multi_objective: bool) -> float | 
     if multi_objective and trial.values and len(trial.values) > 1:
         return float(trial.values[1])
     return None
+
+
+def _config(trial: FrozenTrial) -> dict[str, Any]:
+    recorded = trial.user_attrs.get(rec.CONFIG)
+    return dict(recorded) if isinstance(recorded, dict) else {}
 
 
 def _short(value: Any) -> str:

@@ -6,12 +6,19 @@ its own precondition and otherwise leaves a panel saying what is missing.
 
 from __future__ import annotations
 
+import shlex
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import optuna
 import optuna.visualization as ov
 import plotly.graph_objects as go
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
@@ -24,6 +31,10 @@ __all__ = ["study_panels"]
 NEED_COMPLETE = {"history", "pareto", "parallel", "importance", "slice", "contour"}
 PRUNED_COLOR = "#d62728"
 COMPLETE_COLOR = "#1f77b4"
+CONTOUR = ("lr", "momentum")
+# How to search a parameter, for notes on pinned ones: the search's default ranges
+# (search/space.py DEFAULT_SPACE; the report does not import the search).
+SEARCH_FLAGS = {"lr": "--lr 0.01:0.5", "momentum": "--momentum 0.5:0.98"}
 
 
 def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
@@ -40,6 +51,17 @@ def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
         have = f"{n_complete} complete trial{'s' if n_complete != 1 else ''}"
         return Panel(key, title, wide=wide, missing=f"needs at least 1 complete trial, "
                      f"the study has {have}: {more_trials}")
+
+    # Panels that more trials can never fill (their parameters were pinned, not searched).
+    pinned_panels: list[Panel] = []
+
+    def pinned(key: str, title: str, names: Sequence[str], *, wide: bool = False) -> Panel:
+        shown = Panel(key, title, wide=wide, missing=_pinned_note(report, names))
+        pinned_panels.append(shown)
+        return shown
+
+    pinned_params = _pinned(study, CONTOUR)
+    nothing_searched = _nothing_searched(study)
 
     # Half-width panels first, in pairs; the wide ones (many subplots, long time axis) last.
     panels: list[Panel] = []
@@ -80,24 +102,33 @@ def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
                             f"with an accuracy yet: {more_trials}"))
 
     title = "Parallel coordinates"
-    if n_complete:
+    if nothing_searched:
+        panels.append(pinned("parallel", title, ()))
+    elif n_complete:
         panels.append(panel("parallel", title, lambda: ov.plot_parallel_coordinate(
             study, target=target, target_name=value_name)))
     else:
         panels.append(no_complete("parallel", title))
 
-    panels.extend(_importance_panels(study, report, where, more_trials))
+    if nothing_searched:
+        panels.append(pinned("importance", "Parameter importances (PED-ANOVA)", ()))
+    else:
+        panels.extend(_importance_panels(study, report, where, more_trials))
 
     title = "Contour: lr × momentum"
-    reason = _contour_missing(study, ("lr", "momentum"))
-    if reason is None:
+    reason = _contour_missing(study, CONTOUR)
+    if pinned_params:
+        panels.append(pinned("contour", title, pinned_params))
+    elif reason is None:
         panels.append(panel("contour", title, lambda: ov.plot_contour(
-            study, params=["lr", "momentum"], target=target, target_name=value_name)))
+            study, params=list(CONTOUR), target=target, target_name=value_name)))
     else:
         panels.append(Panel("contour", title, missing=f"{reason}: {more_trials}"))
 
     title = "Slice plots"
-    if n_complete:
+    if nothing_searched:
+        panels.append(pinned("slice", title, (), wide=True))
+    elif n_complete:
         panels.append(panel("slice", title, lambda: ov.plot_slice(
             study, target=target, target_name=value_name), wide=True))
     else:
@@ -113,7 +144,8 @@ def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
         # One note instead of a wall of identical ones; keep what still drew.
         needing, kept = [], []
         for p in panels:
-            waits = p.figure is None and p.key.split("-")[0] in NEED_COMPLETE
+            waits = (p.figure is None and p.key.split("-")[0] in NEED_COMPLETE
+                     and p not in pinned_panels)
             (needing if waits else kept).append(p)
         titles = ", ".join(p.title.split(" (")[0].lower() for p in needing)
         note = Panel("need-complete", "Figures of complete trials", wide=True,
@@ -186,7 +218,7 @@ def _importance_panels(
     if report.counts.complete < 2:
         return [Panel(key, title, missing="needs at least 2 complete trials, the study has "
                       f"{report.counts.complete}: {more_trials}")]
-    if not _varied_params(study):
+    if not _varied_params(study):  # searched ones (pinned ones are handled by the caller)
         return [Panel(key, title, missing="no parameter took two different values over the "
                       f"complete trials: {more_trials}")]
     if not report.is_multi_objective:
@@ -231,3 +263,60 @@ def _contour_missing(study: optuna.Study, params: tuple[str, str]) -> str | None
         if len({t.params[param] for t in both}) < 2:
             return f"{param} took a single value over the complete trials"
     return None
+
+
+def _pinned(study: optuna.Study, names: Sequence[str]) -> list[str]:
+    """Those of ``names`` the study did not search, by its finished trials (which asked for
+    every searched parameter): a pinned parameter is in none of their params, or has a
+    distribution of one value. A study with no finished trial yet shows nothing pinned."""
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    if not finished:
+        return []
+    searched = {
+        name
+        for trial in finished
+        for name, dist in trial.distributions.items()
+        if not _single_valued(dist)
+    }
+    return [name for name in names if name not in searched]
+
+
+def _nothing_searched(study: optuna.Study) -> bool:
+    """True when finished trials show the study searched no parameter at all."""
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return bool(finished) and not any(
+        not _single_valued(dist) for t in finished for dist in t.distributions.values()
+    )
+
+
+def _single_valued(dist: BaseDistribution) -> bool:
+    if isinstance(dist, CategoricalDistribution):
+        return len(dist.choices) == 1
+    if isinstance(dist, FloatDistribution | IntDistribution):
+        return dist.low == dist.high
+    return False
+
+
+def _pinned_note(report: StudyReport, names: Sequence[str]) -> str:
+    """Why more trials cannot help and how to search: a new study, as a study keeps its space."""
+    dataset = ["--dataset", report.dataset] if report.dataset else []
+    if names:
+        which = " and ".join(names)
+        verb = "was" if len(names) == 1 else "were"
+        needs = f"this contour needs both {' and '.join(CONTOUR)} searched"
+        flags = [w for n in names for w in SEARCH_FLAGS.get(n, f"--{n} LOW:HIGH").split()]
+        suffix = "-".join(CONTOUR)
+    else:
+        which, verb = "every parameter", "was"
+        needs = "this figure needs at least one searched parameter"
+        flags = SEARCH_FLAGS["lr"].split()
+        suffix = "searched"
+    command = shlex.join(
+        ["python", "-m", "search.study", *dataset, *flags,
+         "--study-name", f"{report.name}-{suffix}"]
+    )
+    return (
+        f"{which} {verb} pinned in this study (not searched), so more trials cannot draw "
+        f"this: {needs}. Search {'them' if len(names) > 1 else 'it'} in a new study, e.g. "
+        f"`{command}`"
+    )

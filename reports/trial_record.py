@@ -35,3 +35,4 @@ STAMP_KEYS = (DEVICE_NAME, TORCH_VERSION, GIT_COMMIT, DATASET, DATASET_SOURCE, S
 
 # -- study user attributes (besides DATASET, DATASET_SOURCE, MAX_EPOCHS, DEVICE_NAME)
 OBJECTIVES = "objectives"  # e.g. ["accuracy"] or ["accuracy", "throughput"]
+SPACE = "space"  # {"searched": [names], "pinned": {name: value}}

@@ -1,7 +1,7 @@
 """``python -m search`` is ``python -m search.study``."""
 
 from mnistcore.cli import run_main
-from search.cli import main
+from search.study import main
 
 if __name__ == "__main__":
     run_main(main)

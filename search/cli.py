@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from mnistcore import DATASETS
-from mnistcore.cli import FIELD_HELP, INTERRUPTED_EXIT
+from mnistcore.cli import FIELD_HELP
 from reports.storage import DEFAULT_JOURNAL, HEARTBEAT_INTERVAL
 from search.console import setup_logging
 from search.objective import OBJECTIVES
@@ -41,14 +41,11 @@ DEFAULT_TIMEOUT = 240.0  # seconds; no trial starts later, so a first run ends w
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(quiet=args.quiet)
-    try:
-        settings = StudySettings.from_args(args)
-        if settings.workers > 1:
-            return run_workers(settings, list(sys.argv[1:] if argv is None else argv))
-        return run_study(settings)
-    except KeyboardInterrupt:  # outside the trial loop (loading data, say)
-        print("interrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT
+    # a Ctrl-C outside the trial loop (loading data, say) ends in mnistcore.cli.run_main
+    settings = StudySettings.from_args(args)
+    if settings.workers > 1:
+        return run_workers(settings, list(sys.argv[1:] if argv is None else argv))
+    return run_study(settings)
 
 
 class _Parser(argparse.ArgumentParser):

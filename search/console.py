@@ -18,7 +18,7 @@ from reports import trial_record as rec
 def setup_logging(*, quiet: bool) -> None:
     handler = _TqdmHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    for name in ("search", "mnistcore"):
+    for name in ("search", "mnistcore", "reports"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(logging.WARNING if quiet else logging.INFO)

@@ -2,7 +2,7 @@
 
 Without it two workers can both see the study one trial short and both start one, so the
 study ends with a trial too many. Each worker takes the study's lock before it counts and
-holds it until its new trial exists in storage (the objective releases it as it starts).
+holds it until its new trial exists in storage, stamped.
 
 * Journal file and SQLite: ``fcntl.flock`` on ``<file>.study-<hash>.lock`` beside the storage
   file (not ``<file>.lock``: Optuna's own journal lock uses that name).

@@ -12,14 +12,17 @@ Any number of processes (``--workers N``, or the same command on several machine
 * **A crashed worker's trial is failed and run again once, with the same parameters.** Every
   worker, holding the study's lock before it counts, calls ``recover``, which finds such
   trials three ways: on a database, Optuna's heartbeat (a RUNNING trial silent for the grace
-  period; ``retry_stale`` queues its retry); on this machine, the trial's stamp (host, pid and
-  process start time) names a process that is gone; under an atomic lock, a trial without a
+  period; ``retry_stale`` queues its retry); on the journal, the trial's stamp (host, pid and
+  process start time) names a process of this machine that is gone (the ``--workers`` parent
+  names its dead child on any storage); under an atomic lock, a trial without a
   stamp was created by a worker that died before stamping it (a live worker stamps its trial
   before it lets go of the lock). A retry is not retried again.
 * **Workers wait for each other's last trials** (search/run.py), so that if one dies, a
   survivor fails and reruns its trial instead of everyone leaving it behind.
 
-A Ctrl-C is not a crash: the trial loop (search/run.py) fails the trial with its reason.
+A Ctrl-C is not a crash, but it is treated alike: the trial loop (search/run.py) fails the
+trial with the reason INTERRUPTED, and the next run queues its retry (once, same parameters),
+so an interrupted trial costs nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from reports import trial_record as rec
 log = logging.getLogger("search")
 
 _HAS_PROC = os.path.isdir("/proc/self")
+INTERRUPTED = "interrupted by the user (SIGINT)"  # the fail reason of a trial cut by Ctrl-C
 
 
 def proc_stat(pid: int) -> list[str] | None:
@@ -56,19 +60,22 @@ def proc_stat(pid: int) -> list[str] | None:
 def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """The trials that count toward ``--n-trials``: all, except failed trials that were retried
     (their retry counts instead)."""
-    retried = {int(t.user_attrs[rec.RETRY_OF]) for t in trials if rec.RETRY_OF in t.user_attrs}
+    retried = _retried(trials)
     return [t for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
 
 
-def budget_left(study: optuna.Study, n_trials: int) -> int:
-    return n_trials - len(counted(study.get_trials(deepcopy=False)))
+def _retried(trials: Sequence[FrozenTrial]) -> set[int]:
+    return {int(t.user_attrs[rec.RETRY_OF]) for t in trials if rec.RETRY_OF in t.user_attrs}
 
 
 def worker_stamp() -> dict[str, Any]:
     """What identifies this process to the others: its host, pid and start time (the start
     time tells a reused pid from the original)."""
     pid = os.getpid()
-    stat = proc_stat(pid) if _HAS_PROC else None
+    try:
+        stat = proc_stat(pid) if _HAS_PROC else None
+    except OSError:  # /proc not readable here: no start time, the pid alone
+        stat = None
     return {
         rec.WORKER_PID: pid,
         rec.WORKER_HOST: socket.gethostname(),
@@ -114,14 +121,30 @@ def unstamped(trial: FrozenTrial) -> bool:
     return rec.WORKER_PID not in trial.user_attrs
 
 
-def recover(study: optuna.Study, *, atomic: bool) -> None:
-    """Fail the RUNNING trials whose worker is gone and queue one retry of each. Call it holding
-    the study's lock (``atomic``: that lock is a real one), so that two workers never both
-    retry one trial and an unstamped trial cannot be a live worker's."""
-    if is_heartbeat_enabled(study._storage):
+def recover(study: optuna.Study, *, atomic: bool, dead_pid: int | None = None) -> None:
+    """Fail the RUNNING trials whose worker is gone and queue one retry of each; queue one retry
+    of each trial a Ctrl-C cut short. Call it holding the study's lock (``atomic``: that lock
+    is a real one), so that two workers never both retry one trial and an unstamped trial
+    cannot be a live worker's. ``dead_pid``: a process of this machine known to be dead (the
+    ``--workers`` parent's child), whose trials are failed at once on any storage.
+
+    A trial's stamp is judged on this machine only where no heartbeat watches the trial (the
+    journal): on a database two machines may share a host name, and the heartbeat decides."""
+    heartbeat = is_heartbeat_enabled(study._storage)
+    if heartbeat:
         fail_stale_trials(study)  # calls retry_stale (the storage's callback) for each
+    trials = study.get_trials(deepcopy=False)
+    retried = _retried(trials)
+    for t in trials:
+        cut = t.state == TrialState.FAIL and t.user_attrs.get(rec.FAIL_REASON) == INTERRUPTED
+        if cut and t.number not in retried and rec.RETRY_OF not in t.user_attrs:
+            _queue_retry(study, t, INTERRUPTED)
+    here = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not ((atomic and unstamped(t)) or worker_gone(t)):
+        mine = t.user_attrs.get(rec.WORKER_HOST) == here
+        if dead_pid is not None and mine and t.user_attrs.get(rec.WORKER_PID) == dead_pid:
+            pass  # the parent saw this process die
+        elif not ((atomic and unstamped(t)) or (not heartbeat and worker_gone(t))):
             continue
         pid = t.user_attrs.get(rec.WORKER_PID)
         reason = (

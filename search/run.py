@@ -27,20 +27,19 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mnistcore.cli import INTERRUPTED_EXIT
-from reports import build_report
+from mnistcore.errors import UserError
 from reports import trial_record as rec
-from reports.storage import StorageError
+from reports.storage import StorageError, first_line
 from reports.study_data import study_report
 from search.console import progress_bar, trial_line
 from search.locks import StudyLock
-from search.recovery import budget_left, counted, recover, stamp
+from search.recovery import INTERRUPTED, counted, recover, stamp
 from search.setup import Place, StudySettings, locate, prepare
 from search.space import searched_names
 from search.summary import format_summary
 
 log = logging.getLogger("search")
 
-INTERRUPTED = "interrupted by the user (SIGINT)"
 POLL_SECONDS = 1.0  # how often an idle worker looks for stale or re-enqueued trials
 CONNECTION_RETRIES = 3  # database errors in a row (1 s, 2 s, 3 s apart) before giving up
 MAX_REPLACEMENTS = 3  # children the parent starts in place of crashed ones, per child slot
@@ -53,24 +52,27 @@ OnTrialEnd = Callable[[FrozenTrial], None]
 def run_study(settings: StudySettings) -> int:
     """Run (or resume) the study of ``settings`` in this process; returns the exit code."""
     prepared = prepare(settings)
-    study, objective = prepared.study, prepared.objective
-    # running and waiting trials count too; a RUNNING one may be a dead worker's, to retry
-    remaining = budget_left(study, settings.n_trials)
-    unfinished = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-    if remaining <= 0 and not unfinished:
-        log.info(
-            "the study already has %d or more finished trials (--n-trials counts them): "
-            "nothing to run; raise --n-trials to continue",
-            settings.n_trials,
-        )
+    study, objective, lock = prepared.study, prepared.objective, prepared.place.lock
+    with lock.hold():  # dead or interrupted trials get their retry queued before counting
+        recover(study, atomic=lock.atomic)
+    to_run = _to_run(study, settings.n_trials)
+    if not to_run and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        # a warning, so that --quiet still says why nothing ran
+        log.warning(
+            "study %r already has %d trials and --n-trials %d counts them: nothing to run; "
+            "raise --n-trials above %d to continue it, or give --study-name for a new study",
+            study.study_name, len(counted(study.get_trials(deepcopy=False))),
+            settings.n_trials, settings.n_trials,
+        )  # fmt: skip
         _finish(prepared.place, study, [], report=settings.report)
         return 0
     names = searched_names(settings.space)
-    bar = progress_bar(max(remaining, len(unfinished)), quiet=settings.quiet)
+    bar = progress_bar(to_run, quiet=settings.quiet)
     ledger = _Ledger()
 
     def on_trial_end(trial: FrozenTrial) -> None:
         ledger.trials += 1
+        bar.total = bar.n + 1 + _to_run(study, settings.n_trials)  # a retry adds one
         bar.update(1)
         log.info("%s", trial_line(trial, names))
 
@@ -80,14 +82,15 @@ def run_study(settings: StudySettings) -> int:
             study,
             objective,
             n_trials=settings.n_trials,
-            lock=prepared.place.lock,
+            lock=lock,
             timeout=settings.timeout,
             on_trial_end=on_trial_end,
         )
     except KeyboardInterrupt:
         ledger.interrupted = True
         log.warning(
-            "interrupted: a running trial is marked FAIL; rerun the same command to resume"
+            "interrupted: the running trial is marked FAIL; rerun the same command to resume "
+            "(it runs that trial again first)"
         )
     finally:
         ledger.wall_seconds = time.perf_counter() - start
@@ -96,6 +99,13 @@ def run_study(settings: StudySettings) -> int:
     report = settings.report and not ledger.interrupted
     _finish(prepared.place, study, lines, report=report)
     return INTERRUPTED_EXIT if ledger.interrupted else 0
+
+
+def _to_run(study: optuna.Study, n_trials: int) -> int:
+    """Trials still to start: those the study is short of its total, plus the queued ones."""
+    trials = study.get_trials(deepcopy=False)
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    return max(n_trials - len(counted(trials)), 0) + waiting
 
 
 def run_workers(settings: StudySettings, argv: list[str]) -> int:
@@ -127,14 +137,21 @@ def run_workers(settings: StudySettings, argv: list[str]) -> int:
 def _finish(place: Place, study: optuna.Study, lines: list[str], *, report: bool) -> None:
     """Print the summary (``lines``: this run's timing) and build the report if asked."""
     print(format_summary(study_report(study), run_lines=lines))
-    if report:
+    if not report:
+        return
+    from reports import build_report  # plotly: only the process that writes the report needs it
+
+    try:
         index = build_report(
             storage=place.storage_name,
             study_names=[place.study_name],
             benchmarks_dir=Path(".benchmarks"),
             out_dir=Path("reports"),
         )
-        log.info("report: %s", index)
+    except UserError as e:  # the trials are stored: say why there is no report, exit 0
+        log.warning("report not built: %s", e)
+        return
+    log.info("report: %s", index)
 
 
 @dataclass
@@ -185,11 +202,11 @@ def run_trials(
             if failures > CONNECTION_RETRIES:
                 raise StorageError(
                     f"lost the connection to the database at {_where(study)} "
-                    f"(retried {CONNECTION_RETRIES} times): {_reason(cause)}; trials finished "
+                    f"(retried {CONNECTION_RETRIES} times): {first_line(cause)}; trials finished "
                     "so far are stored, rerun the same command to go on"
                 ) from None
             log.warning(
-                "database connection lost (%s); retrying in %d s", _reason(cause), failures
+                "database connection lost (%s); retrying in %d s", first_line(cause), failures
             )
             time.sleep(failures)
             continue
@@ -211,7 +228,15 @@ def _step(
             with warnings.catch_warnings():  # _run_trial runs the heartbeat, as optimize would
                 warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
                 trial = study.ask()
-            stamp(trial)
+            try:
+                if is_heartbeat_enabled(study._storage):
+                    # beat once now: a trial with no heartbeat yet is never judged stale, and
+                    # its worker may die before _run_trial starts the heartbeat thread
+                    study._storage.record_heartbeat(trial._trial_id)
+                stamp(trial)
+            except BaseException as e:  # a Ctrl-C too
+                _fail(study, trial, e)
+                raise
     if trial is not None:
         _run_trial(study, trial, objective, on_end)
         return False
@@ -231,21 +256,25 @@ def _step(
 def _run_trial(
     study: optuna.Study, trial: optuna.trial.Trial, objective: Objective, on_end: OnTrialEnd
 ) -> None:
-    """Objective, then tell, with the heartbeat beating on database storage. A Ctrl-C, a lost
-    database or a bug fails the trial right here, with its reason, and is raised again."""
-    values, state, failure = None, None, None
+    """Objective, then tell, with the heartbeat beating on database storage. A Ctrl-C or a bug
+    fails the trial right here, with its reason, and is raised again (a lost database cannot
+    be told: the heartbeat fails that trial later)."""
     with get_heartbeat_thread(trial._trial_id, study._storage):
         try:
             values = objective(trial)
         except optuna.TrialPruned:
-            state = TrialState.PRUNED
-        except BaseException as e:  # a Ctrl-C too: recorded on the trial, raised again below
-            state, failure = TrialState.FAIL, e
-            reason = INTERRUPTED if isinstance(e, KeyboardInterrupt) else _reason(e)
-            trial.set_user_attr(rec.FAIL_REASON, reason)
-    on_end(study.tell(trial, values, state=state))
-    if failure is not None:
-        raise failure
+            on_end(study.tell(trial, state=TrialState.PRUNED))
+            return
+        except BaseException as e:  # a Ctrl-C too
+            on_end(_fail(study, trial, e))
+            raise
+    on_end(study.tell(trial, values))
+
+
+def _fail(study: optuna.Study, trial: optuna.trial.Trial, error: BaseException) -> FrozenTrial:
+    reason = INTERRUPTED if isinstance(error, KeyboardInterrupt) else first_line(error)
+    trial.set_user_attr(rec.FAIL_REASON, reason)
+    return study.tell(trial, state=TrialState.FAIL)
 
 
 def _connection_error(e: BaseException) -> BaseException | None:
@@ -259,11 +288,6 @@ def _connection_error(e: BaseException) -> BaseException | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
-
-
-def _reason(e: BaseException) -> str:
-    text = str(getattr(e, "orig", None) or e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _where(study: optuna.Study) -> str:
@@ -368,9 +392,9 @@ class Parent:
                     log.warning(
                         "worker %d (pid %d) killed by signal %d", child.slot, child.proc.pid, -code
                     )
-                    # its process is reaped: recover() sees its trials' worker gone at once
-                    with self.place.lock.hold():
-                        recover(self.place.load(), atomic=self.place.lock.atomic)
+                    lock, pid = self.place.lock, child.proc.pid
+                    with lock.hold():  # its trials: FAIL, retry queued, at once
+                        recover(self.place.load(), atomic=lock.atomic, dead_pid=pid)
                     if replacements.get(child.slot, 0) < MAX_REPLACEMENTS:
                         replacements[child.slot] = replacements.get(child.slot, 0) + 1
                         self._start(child.slot)

@@ -25,8 +25,10 @@ from search.space import (
     SearchSpace,
     build_space,
     check_compatible,
+    check_same_space,
     describe_space,
     searched_names,
+    space_record,
     start_params,
 )
 
@@ -56,27 +58,28 @@ class StudyError(UserError):
 @dataclass(frozen=True)
 class StudySettings:
     """Everything a run needs, parsed and validated before any data is loaded. The field names
-    are the command line's (``--data-dir`` is ``data_dir``)."""
+    are the command line's (``--data-dir`` is ``data_dir``); the defaults are the parser's
+    (search/cli.py)."""
 
     space: SearchSpace
-    dataset: str = "mnist"
-    data_dir: str = "data"
-    device: str = "auto"
-    threads: int = 0
-    n_trials: int = 30
-    timeout: float | None = None  # seconds; None: no limit
-    epochs: int | None = None  # None: chosen from the training set's size once it is loaded
-    sampler: str = "tpe"
-    pruner: str = DEFAULT_PRUNER
-    objectives: tuple[str, ...] = ("accuracy",)
-    storage: str | None = None
-    study_name: str | None = None
-    seed: int = 0
-    report: bool = True
-    quiet: bool = False
-    synthetic_size: int = 2000
-    workers: int = 1
-    heartbeat: int | None = None
+    dataset: str
+    data_dir: str
+    device: str
+    threads: int
+    n_trials: int
+    timeout: float | None  # seconds; None: no limit
+    epochs: int | None  # None: chosen from the training set's size once it is loaded
+    sampler: str
+    pruner: str
+    objectives: tuple[str, ...]
+    storage: str | None
+    study_name: str | None
+    seed: int
+    report: bool
+    quiet: bool
+    synthetic_size: int
+    workers: int
+    heartbeat: int | None
     pruner_given: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -117,6 +120,7 @@ class Place:
     storage: BaseStorage
     storage_name: str  # what optuna-dashboard, optuna --storage and the report take
     study_name: str
+    dataset: str  # the dataset the study trains on (mnist may have fallen back to mnist-5k)
     lock: StudyLock  # see search/locks.py
 
     def load(self) -> optuna.Study:
@@ -144,18 +148,26 @@ def locate(settings: StudySettings) -> Place:
     # mnist may fall back to mnist-5k: the study is named after the data actually used
     dataset = resolve_dataset(s.dataset, data_dir=s.data_dir)
     name = s.study_name or f"{dataset}-{'+'.join(s.objectives)}"
-    return Place(storage, storage_name, name, study_lock(storage, storage_name, name))
+    return Place(storage, storage_name, name, dataset, study_lock(storage, storage_name, name))
 
 
 def prepare(settings: StudySettings) -> Prepared:
     """Locate the study, load the data, create (or resume) the study and its objective."""
     s = settings
     place = locate(s)
+    try:  # a resumed study must fit this run: checked before seconds of loading data
+        stored: optuna.Study | None = place.load()
+    except KeyError:
+        stored = None
+    if stored is not None:
+        _check_resumable(stored, s, dataset=place.dataset, epochs=s.epochs)
     data = load_dataset(
         s.dataset, data_dir=s.data_dir, seed=DATA_SPLIT_SEED, synthetic_size=s.synthetic_size
     )
     epochs = s.epochs or default_epochs(data.sizes["train"])
-    n_existing = _count_finished(place)
+    if stored is not None and s.epochs is None:
+        _check_resumable(stored, s, dataset=place.dataset, epochs=epochs)
+    n_existing = _count_finished(stored)
     prunes = len(s.objectives) == 1
     pruner = s.pruner if prunes else "none"
     study = optuna.create_study(
@@ -169,8 +181,6 @@ def prepare(settings: StudySettings) -> Prepared:
         directions=["maximize"] * len(s.objectives),
         load_if_exists=True,
     )
-    _check_same_settings(study, dataset=data.name, epochs=epochs, objectives=s.objectives)
-    check_compatible(s.space, study.get_trials(deepcopy=False), place.study_name)
     with place.lock.hold():  # workers starting together: only the first queues the start point
         if not study.get_trials(deepcopy=False):
             study.enqueue_trial(start_params(s.space))
@@ -180,6 +190,7 @@ def prepare(settings: StudySettings) -> Prepared:
         rec.DATASET_SOURCE: data.source,
         rec.MAX_EPOCHS: epochs,
         rec.OBJECTIVES: list(s.objectives),
+        rec.SPACE: space_record(s.space),
         rec.DEVICE_NAME: stamps[rec.DEVICE_NAME],
     }.items():
         study.set_user_attr(key, value)
@@ -253,20 +264,21 @@ def _brackets(pruner: str, epochs: int) -> int:
     return math.floor(math.log(epochs, REDUCTION_FACTOR) + 1e-9) + 1
 
 
-def _count_finished(place: Place) -> int:
-    try:
-        study_id = place.storage.get_study_id_from_name(place.study_name)
-    except KeyError:
+def _count_finished(study: optuna.Study | None) -> int:
+    if study is None:
         return 0
-    trials = place.storage.get_all_trials(study_id, deepcopy=False)
-    return sum(t.state.is_finished() for t in trials)
+    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
 
 
-def _check_same_settings(
-    study: optuna.Study, *, dataset: str, epochs: int, objectives: tuple[str, ...]
+def _check_resumable(
+    study: optuna.Study, settings: StudySettings, *, dataset: str, epochs: int | None
 ) -> None:
+    """The stored ``study`` was run with this dataset, objectives, epochs (when known) and a
+    space searching the same parameters; else a one-line StudyError naming the difference."""
     stored = study.user_attrs
-    wanted = {rec.DATASET: dataset, rec.MAX_EPOCHS: epochs, rec.OBJECTIVES: list(objectives)}
+    wanted = {rec.DATASET: dataset, rec.OBJECTIVES: list(settings.objectives)}
+    if epochs is not None:
+        wanted[rec.MAX_EPOCHS] = epochs
     diff = {k: (stored[k], v) for k, v in wanted.items() if k in stored and stored[k] != v}
     if diff:
         was = ", ".join(f"{k}={old!r}" for k, (old, _) in diff.items())
@@ -275,3 +287,6 @@ def _check_same_settings(
             f"study {study.study_name!r} in storage was run with {was}, this run asks {now}; "
             "use the same settings to resume, or a new --study-name"
         )
+    trials = study.get_trials(deepcopy=False)
+    check_same_space(settings.space, stored.get(rec.SPACE), trials, study.study_name)
+    check_compatible(settings.space, trials, study.study_name)

@@ -35,6 +35,7 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial
 
 from mnistcore import ConfigError, TrainConfig, UserError
+from mnistcore.config import parse_bool
 
 
 class SpaceError(UserError):
@@ -178,12 +179,57 @@ def check_compatible(space: SearchSpace, trials: Iterable[FrozenTrial], study_na
             try:
                 check_distribution_compatibility(old, new[name])
             except ValueError as e:
-                flag = f"--{name.replace('_', '-')} {space[name].describe()}"
+                dim = space[name]
+                now = _describe_distribution(new[name]) if isinstance(dim, Range) else ""
+                flag = f"{_flag(name)} {dim.describe()}" + (f" ({now})" if now else "")
                 raise SpaceError(
                     f"{flag} does not fit study {study_name!r}, which searched {name} as "
                     f"{_describe_distribution(old)} ({e}); keep that, pin {name}, or use a new "
                     "--study-name"
                 ) from None
+
+
+def space_record(space: SearchSpace) -> dict[str, Any]:
+    """What a study stores of its space (a study user attr): which parameters it searches and
+    the values of the pinned ones. Ranges are left out: they may change between runs."""
+    return {
+        "searched": searched_names(space),
+        "pinned": {n: d.describe() for n, d in space.items() if not _is_searched(d)},
+    }
+
+
+def check_same_space(
+    space: SearchSpace,
+    stored: Mapping[str, Any] | None,
+    trials: Iterable[FrozenTrial],
+    study_name: str,
+) -> None:
+    """Raise SpaceError when ``space`` searches other parameters than the stored study (one
+    added, removed, pinned or unpinned) or pins one at another value. ``stored`` is the study's
+    ``space_record``; studies written before it existed are judged by their trials' params."""
+    if stored:
+        before, pinned = set(stored["searched"]), dict(stored["pinned"])
+    else:
+        before, pinned = {n for t in trials for n in t.distributions}, {}
+        if not before:
+            return  # nothing searched yet: nothing to keep
+    now = set(searched_names(space))
+    diffs = [f"searches {n}" for n in sorted(now - before)]
+    diffs += [
+        f"pins {n}={space[n].describe()}" if n in space else f"drops {n}"
+        for n in sorted(before - now)
+    ]
+    diffs += [
+        f"pins {n}={space[n].describe()} (the study pinned {n}={value})"
+        for n, value in sorted(pinned.items())
+        if n in space and n not in now and space[n].describe() != value
+    ]
+    if diffs:
+        raise SpaceError(
+            f"this run's space {', '.join(diffs)}, unlike study {study_name!r} (it searched "
+            f"{', '.join(sorted(before)) or 'nothing'}); give the same space to resume it, or "
+            "--study-name NEW for a study of its own"
+        )
 
 
 def _describe_distribution(dist: BaseDistribution) -> str:
@@ -202,11 +248,15 @@ def build_space(
 ) -> dict[str, Dimension]:
     """``DEFAULT_SPACE`` updated by a TOML file, then by flag strings; validated."""
     space = dict(DEFAULT_SPACE)
+    sources = {name: f"the default {name}" for name in space}
     if toml_path is not None:
-        space.update(read_space_file(toml_path))
+        from_file = read_space_file(toml_path)
+        space.update(from_file)
+        sources.update({name: f"{toml_path}: {name}" for name in from_file})
     for name, text in (overrides or {}).items():
-        space[name] = parse_dimension(name, text, source=f"--{name.replace('_', '-')}")
-    check_space(space, base=base)
+        space[name] = parse_dimension(name, text, source=_flag(name))
+        sources[name] = _flag(name)
+    check_space(space, base=base, sources=sources)
     return space
 
 
@@ -252,31 +302,44 @@ def parse_dimension(name: str, text: str, *, source: str = "") -> Dimension:
     return Choice(values)
 
 
-def check_space(space: Mapping[str, Dimension], *, base: TrainConfig | None = None) -> None:
+def check_space(
+    space: Mapping[str, Dimension],
+    *,
+    base: TrainConfig | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> None:
     """Raise SpaceError for empty or reversed ranges, log ranges through 0, or values that
-    ``TrainConfig`` rejects (checked at both ends of each range and for each choice)."""
+    ``TrainConfig`` rejects (checked at both ends of each range and for each choice). An error
+    names where the parameter was set (``sources``: a flag or a space file; default the flag)."""
     base = base or TrainConfig()
     for name, dim in space.items():
         _check_known(name, name)
-        flag = f"--{name.replace('_', '-')} {dim.describe()}"
+        where = f"{(sources or {}).get(name, _flag(name))} {dim.describe()}"
         if isinstance(dim, Range):
             if not dim.low < dim.high:
                 raise SpaceError(
-                    f"{flag}: low must be < high; swap the bounds, or give one value to pin {name}"
+                    f"{where}: low must be < high; swap the bounds, or give one value to pin "
+                    f"{name}"
                 )
             if dim.log and dim.low <= 0:
                 raise SpaceError(
-                    f"{flag}: a log-scale range needs bounds > 0; use a positive low bound "
+                    f"{where}: a log-scale range needs bounds > 0; use a positive low bound "
                     f"or ':linear'"
                 )
             candidates: tuple[Any, ...] = (dim.low, dim.high)
+            fix = "narrow the range"
         else:
             candidates = dim.values
+            fix = "choose another value" if len(dim.values) == 1 else "leave that choice out"
         for value in candidates:
             try:
                 base.replace(**{name: int(value) if _KINDS[name] is int else value})
             except ConfigError as e:
-                raise SpaceError(f"{flag}: {e}; narrow the range") from None
+                raise SpaceError(f"{where}: {e}; {fix}") from None
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
 
 
 def describe_space(space: SearchSpace) -> str:
@@ -296,7 +359,7 @@ def _is_searched(dim: Dimension) -> bool:
 
 
 def _from_toml(name: str, entry: object, source: str) -> Dimension:
-    if isinstance(entry, str) and _KINDS[name] is not str:
+    if isinstance(entry, str):
         return parse_dimension(name, entry, source=source)
     if isinstance(entry, dict):
         keys = set(entry)
@@ -306,7 +369,12 @@ def _from_toml(name: str, entry: object, source: str) -> Dimension:
             return Choice(tuple(_coerce(name, v, source) for v in entry["choices"]))
         if {"low", "high"} <= keys <= {"low", "high", "log"}:
             log = entry.get("log", name in _LOG_BY_DEFAULT)
-            if not isinstance(log, bool) or _KINDS[name] in (bool, str):
+            if not isinstance(log, bool):
+                raise SpaceError(
+                    f"{source}: log must be a boolean, got log = {log!r}; write log = true or "
+                    "log = false (no quotes)"
+                )
+            if _KINDS[name] in (bool, str):
                 raise SpaceError(f"{source}: {name} takes {_syntax_hint(name)}")
             low, high = (_coerce(name, entry[k], source) for k in ("low", "high"))
             return Range(low, high, log=log, integer=_KINDS[name] is int)
@@ -338,12 +406,7 @@ def _convert(name: str, text: str, source: str) -> Any:
     kind, text = _KINDS[name], text.strip()
     try:
         if kind is bool:
-            lowered = text.lower()
-            if lowered in ("true", "yes", "1", "on"):
-                return True
-            if lowered in ("false", "no", "0", "off"):
-                return False
-            raise ValueError(text)
+            return parse_bool(text)
         if kind is int:
             return int(text)
         if kind is float:

@@ -7,7 +7,14 @@ search/summary.py (the end-of-run summary). ``python -m search.study --help`` li
 """
 
 from mnistcore.cli import run_main
-from search.cli import main
+
+
+def main() -> int:
+    # imported here, inside run_main's Ctrl-C guard: importing torch takes seconds
+    from search.cli import main as cli_main
+
+    return cli_main()
+
 
 if __name__ == "__main__":
     run_main(main)

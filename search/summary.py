@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.study_data import BestTrial, StudyReport
+from reports.study_data import BestTrial, StudyReport, train_command
 
 
 def format_summary(report: StudyReport, *, run_lines: list[str] | None = None) -> str:
@@ -46,6 +46,7 @@ def format_summary(report: StudyReport, *, run_lines: list[str] | None = None) -
             name="best trial",
         )
         out.append(table.to_frame().to_string())
+        out.extend(_whole_config(best))
     else:
         rows = [
             {
@@ -60,6 +61,14 @@ def format_summary(report: StudyReport, *, run_lines: list[str] | None = None) -
         out.append(pd.DataFrame(rows).to_string(index=False))
     out.extend(run_lines or [])
     return "\n".join(out)
+
+
+def _whole_config(best: BestTrial) -> list[str]:
+    """The pinned rest of the best trial's configuration, and the command that trains it."""
+    if not best.config:
+        return []  # a study from before the whole configuration was recorded
+    pinned = [f"{k}={_fmt(v)}" for k, v in best.config.items() if k not in best.params]
+    return [f"pinned: {' '.join(pinned)}", f"train it again: {train_command(best.config)}"]
 
 
 def _params(best: BestTrial) -> dict[str, str]:

@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FixedTrial, FrozenTrial, TrialState
 
+from mnistcore.config import TrainConfig
 from reports import trial_record as rec
-from search.space import DEFAULT_SPACE, distributions
+from search.space import DEFAULT_SPACE, distributions, suggest
 
 MAX_EPOCHS = 6
 START = datetime(2026, 11, 1, 9, 0, 0)
@@ -62,6 +63,13 @@ def params_of(i: int) -> dict:
     assert all(DISTRIBUTIONS[n]._contains(DISTRIBUTIONS[n].to_internal_repr(v))
                for n, v in params.items())  # fmt: skip
     return params
+
+
+def config_of(i: int, *, epochs: int = MAX_EPOCHS, dataset: str = "fashion-mnist") -> dict:
+    """Trial ``i``'s whole TrainConfig as the objective records it (user attr ``config``): its
+    parameters plus the default space's pinned values (depth 2, onecycle, hidden 128, ...)."""
+    base = TrainConfig(epochs=epochs, seed=0, dataset=dataset)
+    return suggest(FixedTrial(params_of(i)), DEFAULT_SPACE, base=base).to_dict()
 
 
 def accuracy_curve(i: int, epochs: int) -> dict[int, float]:
@@ -111,6 +119,7 @@ def make_single_objective(storage: optuna.storages.BaseStorage | str, name: str 
             rec.MAX_EPOCHS: MAX_EPOCHS,
             rec.N_PARAMS: 20000 + 1000 * i,
             rec.SEED: 0,
+            rec.CONFIG: config_of(i),
             rec.EPOCHS_RUN: epochs or 0,
             rec.EPOCH_SECONDS: [3.0] * (epochs or 0),
         }

@@ -1,7 +1,10 @@
+import argparse
 import subprocess
 import sys
 
 import pytest
+
+from mnistcore.cli import add_config_arguments, config_from_args
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -39,3 +42,19 @@ def test_help_shows_each_default_once():
     text = " ".join(proc.stdout.split())  # argparse wraps lines
     assert "SGD momentum, in [0, 1) (default: 0.9)" in text
     assert "(default: 0.9) (default: 0.9)" not in text
+
+
+@pytest.mark.parametrize("spelling", ["true", "yes", "1", "TRUE"])
+def test_boolean_flags_take_the_searchs_spellings(spelling):
+    # search.study takes --batch-norm true,false; the same words work here (issue 14)
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    assert config_from_args(parser.parse_args(["--batch-norm", spelling])).batch_norm is True
+    assert config_from_args(parser.parse_args(["--batch-norm", "false"])).batch_norm is False
+    assert config_from_args(parser.parse_args(["--batch-norm"])).batch_norm is True
+    assert config_from_args(parser.parse_args(["--no-batch-norm"])).batch_norm is False
+
+
+def test_a_bad_boolean_names_the_value():
+    proc = run("--batch-norm", "maybe")
+    assert proc.returncode == 2 and "'maybe' is not a boolean" in proc.stderr

@@ -9,12 +9,21 @@ from pathlib import Path
 
 import optuna
 import pytest
+from markupsafe import escape
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from reports import build_report
+from reports import StorageError, build_report
+from reports.build import rebuild_command
 from reports.cli import main
-from tests.reports_fixtures import make_empty, make_only_failed
+from reports.study_data import train_command
+from tests.reports_fixtures import (
+    config_of,
+    make_empty,
+    make_only_failed,
+    make_single_objective,
+    make_two_objective,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,17 +82,82 @@ def test_empty_and_only_failed_studies_show_what_is_missing(tmp_path):
     assert "plotly-graph-div" not in empty and "no trials yet" in empty.lower()
 
 
-def test_unknown_study_name_is_a_warning_and_a_notice(tmp_path):
+def test_unknown_study_name_is_one_line_and_exit_2(tmp_path, capsys):
     journal = tmp_path / "j.log"
     make_empty(_journal(journal), "real")
-    with pytest.warns(UserWarning, match="'typo' is not in the storage"):
-        index = build_report(
-            storage=str(journal),
-            study_names=["typo"],
-            benchmarks_dir=tmp_path,
-            out_dir=tmp_path / "out",
-        )
-    assert "is not in the storage (it holds: &#39;real&#39;)" in index.read_text()
+    make_empty(_journal(journal), "other")
+    out = tmp_path / "out"
+    assert main(["--storage", str(journal), "--study", "real", "--study", "typo",
+                 "--out", str(out)]) == 2  # fmt: skip
+    # One line naming the study, the storage, what it holds and the fix; nothing written.
+    assert capsys.readouterr().err == (
+        f"error: study 'typo' is not in {journal}; it holds: 'real', 'other' "
+        "(use --study with one of them)\n"
+    )
+    assert not out.exists()
+
+
+def test_unknown_study_names_in_an_empty_or_absent_storage(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.storages.RDBStorage(url)  # a database with Optuna's tables and no study
+    with pytest.raises(StorageError, match=r"^studies 'a', 'b' are not in sqlite:///.*empty\.db; "
+                       r"it holds no study \(run `python -m search\.study` first"):
+        build_report(storage=url, study_names=["a", "b"], out_dir=tmp_path / "out")
+    monkeypatch.chdir(tmp_path)  # no default journal here
+    with pytest.raises(StorageError, match="there is no journal file at reports/optuna-journal"):
+        build_report(storage=None, study_names=["a"], out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "reports").exists()
+
+
+def test_every_page_says_the_command_that_rebuilds_it(tmp_path):
+    journal = tmp_path / "j.log"
+    make_empty(_journal(journal), "real")
+    make_empty(_journal(journal), "other")
+    out = tmp_path / "out"
+    build_report(storage=str(journal), study_names=["real"], benchmarks_dir=tmp_path / "b",
+                 out_dir=out)  # fmt: skip
+    command = (f"python -m reports --storage {journal} --study real --benchmarks {tmp_path / 'b'}"
+               f" --out {out}")  # fmt: skip
+    pages = sorted(out.rglob("*.html"))
+    assert [p.relative_to(out).as_posix() for p in pages] == [
+        "benchmarks.html", "index.html", "studies/real.html",
+    ]  # fmt: skip
+    for page in pages:
+        assert f'<code class="rebuild">{escape(command)}</code>' in page.read_text(), page
+
+
+def test_rebuild_command_names_only_what_differs_from_the_defaults():
+    default = {"storage": None, "study_names": None, "benchmarks_dir": Path(".benchmarks"),
+               "out_dir": Path("reports")}  # fmt: skip
+    assert rebuild_command(**default) == "python -m reports"
+    # The default journal named explicitly (as the search names it) is still the default.
+    same = {**default, "storage": "reports/optuna-journal.log"}
+    assert rebuild_command(**same) == "python -m reports"
+    url = {**default, "storage": "postgresql://me:s3cret@db.lan:5433/optuna",
+           "study_names": ["fashion lr"]}  # fmt: skip
+    # The password is hidden; words a shell would split or expand are quoted.
+    assert rebuild_command(**url) == (
+        "python -m reports --storage 'postgresql://me:***@db.lan:5433/optuna' "
+        "--study 'fashion lr'"
+    )
+
+
+def test_best_trial_shows_its_whole_config_and_how_to_train_it_again(tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = make_single_objective(url)
+    make_two_objective(url)  # its trials recorded no config (an older study)
+    index = build_report(storage=url, benchmarks_dir=tmp_path, out_dir=tmp_path / "out")
+    best = study.best_trial.number
+    command = str(escape(train_command(config_of(best))))
+    page = (tmp_path / "out" / "studies" / "fashion-lr.html").read_text()
+    card = page.split('id="best"', 1)[1].split('<div class="card"', 1)[0]
+    assert f'<pre class="command"><code>{command}</code></pre>' in card
+    # searched parameters bold, pinned ones plain
+    assert '<code class="searched"><b>width=' in card and "<code>depth=2</code>" in card
+    assert "<code>schedule=onecycle</code>" in card and "<code>hidden=128</code>" in card
+    assert command in index.read_text()
+    pareto = (tmp_path / "out" / "studies" / "mnist-pareto.html").read_text()
+    assert "python -m mnistcore" not in pareto and "no <code>config</code>" in pareto
 
 
 @pytest.mark.parametrize(

@@ -2,40 +2,39 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
+import shlex
 
 import optuna
 import pytest
 from optuna.study import StudyDirection
 from optuna.trial import TrialState, create_trial
 
+from mnistcore.cli import add_config_arguments, config_from_args
+from mnistcore.config import TrainConfig
 from reports.study_data import (
+    MACHINE_DEFAULTS,
     extract_study,
     learning_curves,
     pareto_numbers,
     pruning_ledger,
     slugify,
+    study_report,
+    train_command,
     trial_counts,
 )
 from tests.reports_fixtures import (
     MAX_EPOCHS,
     PLAN,
     accuracy_curve,
+    config_of,
     make_empty,
     make_only_failed,
     make_single_objective,
     make_two_objective,
 )
-
-
-def _extract(study: optuna.Study):
-    return extract_study(
-        name=study.study_name,
-        directions=study.directions,
-        user_attrs=study.user_attrs,
-        trials=study.get_trials(deepcopy=False),
-        metric_names=study.metric_names,
-    )
 
 
 @pytest.fixture()
@@ -44,7 +43,7 @@ def storage() -> optuna.storages.InMemoryStorage:
 
 
 def test_counts_best_and_stamps(storage):
-    report = _extract(make_single_objective(storage))
+    report = study_report(make_single_objective(storage))
     # PLAN: 5 complete, 3 pruned, 2 failed.
     assert (report.counts.complete, report.counts.pruned, report.counts.failed) == (5, 3, 2)
     complete = [i for i, (state, _) in enumerate(PLAN) if state == TrialState.COMPLETE]
@@ -61,7 +60,7 @@ def test_counts_best_and_stamps(storage):
 
 
 def test_pruning_ledger_counts_complete_and_pruned_trials(storage):
-    ledger = _extract(make_single_objective(storage)).ledger
+    ledger = study_report(make_single_objective(storage)).ledger
     # 5 complete x 6 epochs + pruned after 2, 1 and 3 epochs; failed trials are left out.
     assert ledger.epochs_spent == 5 * MAX_EPOCHS + 2 + 1 + 3
     assert ledger.epochs_without_pruning == 8 * MAX_EPOCHS
@@ -82,7 +81,7 @@ def test_ledger_falls_back_to_intermediate_values_and_study_max_epochs():
 
 
 def test_trials_table_is_best_first_with_unfinished_last(storage):
-    report = _extract(make_single_objective(storage))
+    report = study_report(make_single_objective(storage))
     table = report.trials
     assert len(table) == len(PLAN)
     values = table["val accuracy"].tolist()
@@ -94,7 +93,7 @@ def test_trials_table_is_best_first_with_unfinished_last(storage):
 
 
 def test_learning_curves_keep_pruned_trials_cut(storage):
-    curves = _extract(make_single_objective(storage)).curves
+    curves = study_report(make_single_objective(storage)).curves
     pruned_last = curves[curves["state"] == "pruned"].groupby("trial")["step"].max()
     # Pruned trials stop where the pruner cut them (PLAN: trials 2, 4, 7 after 2, 1, 3).
     assert pruned_last.to_dict() == {2: 2, 4: 1, 7: 3}
@@ -103,7 +102,7 @@ def test_learning_curves_keep_pruned_trials_cut(storage):
 
 
 def test_throughput_points_use_last_epoch_of_pruned_trials(storage):
-    points = _extract(make_single_objective(storage)).throughput
+    points = study_report(make_single_objective(storage)).throughput
     assert set(points["state"]) == {"complete", "pruned"}
     row = points[points["trial"] == 4].iloc[0]
     assert row["val_accuracy"] == accuracy_curve(4, 1)[1]
@@ -111,7 +110,7 @@ def test_throughput_points_use_last_epoch_of_pruned_trials(storage):
 
 def test_two_objective_study(storage):
     study = make_two_objective(storage)
-    report = _extract(study)
+    report = study_report(study)
     assert report.is_multi_objective
     assert report.objective_names == ("val accuracy", "img/s")
     assert report.curves.empty
@@ -139,7 +138,7 @@ def test_pareto_numbers_drop_dominated_trials():
 
 
 def test_empty_study(storage):
-    report = _extract(make_empty(storage))
+    report = study_report(make_empty(storage))
     assert report.counts.total == 0
     assert report.best is None
     assert report.wall_seconds is None
@@ -148,7 +147,7 @@ def test_empty_study(storage):
 
 
 def test_only_failed_trials(storage):
-    report = _extract(make_only_failed(storage))
+    report = study_report(make_only_failed(storage))
     assert report.counts.failed == 3 and report.best is None
     assert [reason for _, reason in report.fail_reasons] == ["boom 0", "boom 1", "boom 2"]
     assert report.ledger.trials == 0
@@ -167,6 +166,7 @@ def test_trials_without_user_attrs():
     )
     # Missing attrs stay missing; nothing is invented.
     assert report.best.test_accuracy is None and report.stamps == {}
+    assert report.best.config == {}  # a study from before the config was recorded
     assert report.throughput.empty
     assert report.ledger.unknown == 1
 
@@ -180,3 +180,62 @@ def test_trial_counts_and_slugs():
 
 def test_learning_curves_of_no_trials():
     assert list(learning_curves([]).columns) == ["trial", "state", "step", "value"]
+
+
+def _rerun(command: str) -> TrainConfig:
+    """The TrainConfig that `python -m mnistcore` builds from ``command`` (its own flags)."""
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "mnistcore"]
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    return config_from_args(parser.parse_args(words[3:]))
+
+
+def test_best_trial_carries_its_whole_config(storage):
+    report = study_report(make_single_objective(storage))
+    config = report.best.config
+    # Pinned values too, not only the searched params (depth 2, one-cycle, hidden 128 ...).
+    assert config == config_of(report.best.number)
+    assert {k: config[k] for k in ("depth", "schedule", "hidden", "batch_size")} == {
+        "depth": 2, "schedule": "onecycle", "hidden": 128, "batch_size": 128,
+    }  # fmt: skip
+    assert report.best.params.items() <= config.items()
+
+
+def test_train_command_trains_the_same_config_again(storage):
+    config = study_report(make_single_objective(storage)).best.config
+    command = train_command(config)
+    # Parsed by mnistcore's own flags, the command gives back exactly the trial's config.
+    assert _rerun(command) == TrainConfig(**config)
+    words = shlex.split(command)
+    defaults = TrainConfig()
+    for name, value in config.items():
+        flag = "--" + name.replace("_", "-")
+        if name in MACHINE_DEFAULTS and value == getattr(defaults, name):
+            continue
+        if isinstance(value, bool):
+            assert (flag if value else f"--no-{flag[2:]}") in words
+        else:
+            assert words[words.index(flag) + 1] == str(value)
+    # Machine fields at their defaults are left out: the command runs on any machine.
+    assert not {"--device", "--threads", "--precision", "--channels-last"} & set(words)
+
+
+def test_train_command_keeps_machine_fields_that_are_not_default():
+    config = TrainConfig(
+        lr=1e-05, device="cuda", threads=4, channels_last=False, precision="bf16", batch_norm=True
+    ).to_dict()
+    command = train_command(config)
+    assert "--lr 1e-05 " in command and "--batch-norm " in command
+    assert "--device cuda --dataset mnist --precision bf16 --no-channels-last --threads 4" in (
+        command
+    )
+    assert _rerun(command) == TrainConfig(**config)
+    with pytest.raises(ValueError, match="config={}"):
+        train_command({})
+
+
+def test_machine_defaults_are_train_configs():
+    # The report keeps them as literals (it imports nothing of mnistcore but its errors).
+    defaults = dataclasses.asdict(TrainConfig())
+    assert {name: defaults[name] for name in MACHINE_DEFAULTS} == MACHINE_DEFAULTS

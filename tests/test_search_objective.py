@@ -7,7 +7,8 @@ import pytest
 from optuna.trial import TrialState
 
 from mnistcore import TrainConfig, load_dataset
-from search import Objective, build_space, run_stamps
+from search.objective import Objective, run_stamps
+from search.space import build_space
 
 # A small, fast corner of the space: each trial trains in a fraction of a second.
 TINY = {"width": "4", "depth": "1", "hidden": "16", "batch_size": "64", "lr": "0.05"}

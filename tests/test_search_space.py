@@ -6,17 +6,22 @@ import optuna
 import pytest
 
 from mnistcore import TrainConfig, UserError
-from search import (
+from search.space import (
     DEFAULT_SPACE,
     START_POINT,
     Choice,
     Range,
     SpaceError,
     build_space,
+    check_compatible,
+    check_same_space,
+    parse_dimension,
+    read_space_file,
+    searched_names,
+    space_record,
     start_params,
     suggest,
 )
-from search.space import check_compatible, parse_dimension, read_space_file, searched_names
 
 DEFAULT_PARAMS = {
     "lr": 0.05,
@@ -155,3 +160,52 @@ def test_start_point_keeps_only_values_inside_the_space() -> None:
     space = build_space(overrides={"width": "4", "lr": "0.1:1", "batch_norm": "false,true"})
     # width is pinned, lr 0.05 lies outside 0.1:1: the sampler picks those
     assert start_params(space) == {"momentum": 0.9, "batch_norm": True, "dropout": 0.25}
+
+
+# -- what a new user trips over (issue 14): messages that name the real mistake and place
+
+
+def test_a_quoted_log_flag_in_a_space_file_says_log_must_be_a_boolean(tmp_path) -> None:
+    space = tmp_path / "space.toml"
+    space.write_text('lr = { low = 0.01, high = 0.5, log = "true" }\n')
+    with pytest.raises(SpaceError) as info:
+        build_space(toml_path=space)
+    # not "lr takes a range 1e-4:1 ...", which the file already is
+    assert "log must be a boolean" in str(info.value) and "log = true" in str(info.value)
+
+
+def test_a_bad_choice_in_a_space_file_names_the_file_and_the_choice(tmp_path) -> None:
+    space = tmp_path / "space.toml"
+    space.write_text('schedule = "cosine,step"\n')
+    with pytest.raises(SpaceError) as info:
+        build_space(toml_path=space)
+    message = str(info.value)
+    # the file, not a --schedule flag the user never typed; a choice list has no range to narrow
+    assert message.startswith(f"{space}: schedule cosine,step:")
+    assert "'step'" in message and "leave that choice out" in message
+    assert "--schedule" not in message and "narrow the range" not in message
+
+
+def test_a_changed_scale_shows_both_scales() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: suggest(t, DEFAULT_SPACE).lr, n_trials=1)
+    with pytest.raises(SpaceError) as info:
+        check_compatible(build_space(overrides={"lr": "0.01:0.5:linear"}), study.trials, "s")
+    # "0.01:0.5" against "0.01:0.5 (log)" looked identical: the new side says linear
+    assert "(linear)" in str(info.value) and "(log)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "difference"),
+    [
+        ({"batch_size": "64,128"}, "searches batch_size"),
+        ({"momentum": "0.9"}, "pins momentum=0.9"),
+        ({"depth": "3"}, "pins depth=3 (the study pinned depth=2)"),
+    ],
+)
+def test_a_space_that_searches_other_parameters_does_not_fit(overrides, difference) -> None:
+    stored = space_record(DEFAULT_SPACE)
+    check_same_space(build_space(overrides={"lr": "0.02:0.3"}), stored, [], "s")  # ranges may move
+    with pytest.raises(SpaceError) as info:
+        check_same_space(build_space(overrides=overrides), stored, [], "s")
+    assert difference in str(info.value) and "--study-name" in str(info.value)

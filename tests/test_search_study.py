@@ -7,6 +7,7 @@ Most tests call ``main`` in-process (no torch import per test); two run the real
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import search.run
+import reports
+import search.setup
 from search.cli import main
 from search.setup import default_epochs
 
@@ -130,6 +132,8 @@ def test_a_diverging_config_does_not_stop_the_study(tmp_path, capsys) -> None:
         (["--storage", "redis://localhost"], "unsupported scheme 'redis'"),
         (["--storage", "study.db"], "use --storage sqlite:///study.db"),
         (["--storage", "sqlite:////no/such/dir/x.db"], "does not exist"),
+        (["--storage", "sqlite:/tmp/x.db"], "did you mean --storage sqlite:////tmp/x.db?"),
+        (["--storage", "/no/such/dir/journal.log"], "folder '/no/such/dir' does not exist"),
         (["--sampler", "cmaes", "--objectives", "accuracy,throughput"], "one objective"),
     ],
 )
@@ -204,7 +208,7 @@ def _has_trained_an_epoch(journal: Path) -> bool:
 def test_the_report_builder_is_called_with_the_storage_and_study(tmp_path, monkeypatch) -> None:
     calls = []
     fake = lambda **kwargs: calls.append(kwargs) or tmp_path / "index.html"  # noqa: E731
-    monkeypatch.setattr(search.run, "build_report", fake)
+    monkeypatch.setattr(reports, "build_report", fake)
     journal = str(tmp_path / "j.log")
     args = [a for a in TINY if a != "--no-report"]
     assert main([*args, "--n-trials", "1", "--storage", journal]) == 0
@@ -222,3 +226,104 @@ def test_default_epochs_follow_the_training_set_size() -> None:
     # mnist-5k trains on 3,600 images: 9 epochs; the full 54k sets get 5 (each is 15x longer)
     assert default_epochs(3600) == 9
     assert default_epochs(54_000) == 5
+
+
+# -- what a new user trips over (issue 14)
+
+
+def test_a_space_that_does_not_fit_the_stored_study_is_refused_before_loading_data(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from mnistcore.cli import run_main
+
+    args = [*TINY, "--n-trials", "1", "--storage", str(tmp_path / "j.log")]
+    assert main(args) == 0
+    capsys.readouterr()
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("data loaded before the resume check")
+
+    monkeypatch.setattr(search.setup, "load_dataset", no_loading)
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: main([*args, "--batch-size", "32,64", "--momentum", "0.9"]))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "searches batch_size" in err and "pins momentum=0.9" in err
+    assert "synthetic-accuracy" in err and "--study-name" in err
+
+
+def test_nothing_to_run_names_the_real_count_even_when_quiet(tmp_path, capsys) -> None:
+    args = [*TINY, "--storage", str(tmp_path / "j.log"), "--quiet"]
+    assert main([*args, "--n-trials", "3"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--n-trials", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "already has 3 trials" in err and "--n-trials 2" in err and "--study-name" in err
+
+
+def test_a_mistyped_journal_folder_is_not_created(tmp_path) -> None:
+    result = run_cli(*TINY, "--n-trials", "1", "--storage", str(tmp_path / "typo" / "j.log"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130() -> None:
+    env = {**os.environ, "MNISTCORE_NO_DOWNLOAD": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "search.study", *TINY, "--n-trials", "1"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(0.5)  # importing torch takes seconds: this lands inside the imports
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err == "interrupted\n", err
+
+
+def test_an_interrupted_trial_runs_again_first_with_its_parameters(tmp_path) -> None:
+    journal = tmp_path / "j.log"
+    args = [*TINY, "--storage", str(journal)]
+    assert main([*args, "--n-trials", "2"]) == 0
+    # a trial cut by Ctrl-C, as the trial loop records it (FAIL with the reason)
+    study = load(journal)
+    trial = study.ask()
+    cut = {"lr": trial.suggest_float("lr", 0.01, 0.5, log=True)}
+    trial.set_user_attr("fail_reason", "interrupted by the user (SIGINT)")
+    study.tell(trial, state=TrialState.FAIL)
+
+    # --n-trials 3: the interrupted trial does not use up the third; its retry does
+    assert main([*args, "--n-trials", "3", "--quiet"]) == 0
+    trials = load(journal).trials
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == trial.number]
+    assert len(retries) == 1 and retries[0].state != TrialState.FAIL
+    assert retries[0].params["lr"] == cut["lr"]
+    assert len(trials) == 4  # 3 counted, and the interrupted one
+
+
+def test_the_progress_bar_counts_the_trials_this_run_starts(tmp_path) -> None:
+    journal = tmp_path / "j.log"
+    assert main([*TINY, "--n-trials", "1", "--storage", str(journal), "--quiet"]) == 0
+    study = load(journal)
+    trial = study.ask()  # a worker that died before stamping it: retried under the lock
+    trial.set_user_attr("fail_reason", "interrupted by the user (SIGINT)")
+    study.tell(trial, state=TrialState.FAIL)
+    result = run_cli(*TINY, "--n-trials", "3", "--storage", str(journal))
+    assert result.returncode == 0, result.stderr
+    # the retry and one new trial: 2 to run, shown as such from the start to the end
+    shown = re.findall(r" (\d+)/(\d+) \[", result.stderr)  # tqdm's "n/total [elapsed"
+    assert ("0", "2") in shown and ("2", "2") in shown, result.stderr
+    assert {total for _, total in shown} == {"2"}
+    assert not re.search(r"\dtrial \[", result.stderr)  # a count past its total: "3trial ["
+
+
+def test_the_summary_shows_the_whole_configuration_and_how_to_train_it(tmp_path, capsys) -> None:
+    assert main([*TINY, "--n-trials", "1", "--storage", str(tmp_path / "j.log"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    # the pinned fields too (TINY pins width, depth, hidden, batch size), and one command
+    pinned = next(line for line in out.splitlines() if line.startswith("pinned: "))
+    assert {"width=4", "depth=1", "hidden=16", "batch_size=64", "schedule=onecycle"} <= set(
+        pinned.split()
+    )
+    command = next(line for line in out.splitlines() if line.startswith("train it again: "))
+    assert "python -m mnistcore " in command and "--depth 1 --width 4 --hidden 16" in command

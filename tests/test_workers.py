@@ -19,7 +19,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from mnistcore.cli import run_main
-from reports.storage import open_storage
+from reports.storage import read_storage
 from search.cli import main
 from search.recovery import counted, proc_stat
 from tests.conftest import require
@@ -83,7 +83,9 @@ def run(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProc
 
 
 def trials(storage: str, name: str) -> list[FrozenTrial]:
-    st, _ = open_storage(storage)
+    if "://" not in storage and not Path(storage).is_file():
+        raise KeyError(name)  # the journal is not written yet, so neither is the study
+    st = read_storage(storage)  # reads: never creates the journal or its folder
     return optuna.load_study(study_name=name, storage=st).get_trials(deepcopy=False)
 
 
@@ -293,9 +295,14 @@ def test_sigint_stops_a_worker_cleanly_and_a_rerun_resumes(tmp_path: Path) -> No
     assert all(t.state in FINAL for t in interrupted)
     assert len(interrupted) < 3
 
+    cut = [t for t in interrupted if t.user_attrs.get("fail_reason", "").startswith("interrupted")]
+    assert len(cut) == 1
+
     again = run(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert len(trials(journal, "synthetic-accuracy")) == 3
+    # the interrupted trial ran again first, with its parameters, and the total is whole
+    assert_retried(trials(journal, "synthetic-accuracy"), cut[0].number)
+    assert_whole(trials(journal, "synthetic-accuracy"), 3)
 
 
 @pytest.mark.parametrize(
