@@ -49,18 +49,33 @@ test: $(DEV_STAMP) system-deps lint
 	$(PY) -m pytest
 	$(PY) -m pytest bench/ --benchmark-disable
 
-# Saves a run under .benchmarks/<machine>/ (the baseline for bench-compare and the report).
+# Saves a run under .benchmarks/<machine>/ (the baseline for bench-compare and the report), with
+# each round's time (--benchmark-save-data), which bench-compare's rank test needs.
+# BENCH_ARGS=--quick for the short run; BENCH_DIR=dir to save elsewhere (and compare with that).
+BENCH_DIR ?= .benchmarks
 bench: $(STAMP)
-	$(PY) -m pytest bench/ --benchmark-autosave
+	$(PY) -m pytest bench/ --benchmark-autosave --benchmark-save-data \
+		--benchmark-storage="$(BENCH_DIR)" $(BENCH_ARGS)
 
-# Runs the suite again (saving nothing) and fails when a benchmark's median time is more than
-# 25 % above the latest saved run's: wide enough for a noisy 2-core machine, narrow enough to
-# catch a lost optimization (channels_last alone is ~1.6x). Override: make bench-compare
-# BENCH_FAIL=median:15%
+# Runs the suite again (into a temporary JSON, not under .benchmarks/), then bench.compare
+# against the latest saved run: a case regressed when its median is more than BENCH_THRESHOLD
+# (25 %) slower AND a one-sided Mann-Whitney U test over the rounds says slower at BENCH_ALPHA
+# (0.05). 25 % is wide enough for a noisy 2-core machine, narrow enough to catch a lost
+# optimization (channels_last alone is ~1.6x). A case's rounds run back to back, so a burst of a
+# neighbour's work can slow them all: the regressed cases run once more, and fail only if they
+# regress again. A regression ends with a short table (bench.compare exits 1), a missing or
+# unusable saved run with one line (exit 2). E.g. make bench-compare BENCH_THRESHOLD=15%
+COMPARE = $(PY) -m bench.compare "$(BENCH_DIR)" --threshold "$${BENCH_THRESHOLD:-25%}" \
+	--alpha "$${BENCH_ALPHA:-0.05}"
 bench-compare: $(STAMP)
-	@ls .benchmarks/*/*.json >/dev/null 2>&1 || { \
-		echo "no saved benchmark run under .benchmarks/: run make bench first" >&2; exit 2; }
-	$(PY) -m pytest bench/ --benchmark-compare --benchmark-compare-fail=$${BENCH_FAIL:-median:25%}
+	@$(PY) -m bench.compare "$(BENCH_DIR)"
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PY) -m pytest bench/ --benchmark-json="$$tmp/run.json" $(BENCH_ARGS) && \
+	{ $(COMPARE) "$$tmp/run.json" --failed-ids "$$tmp/ids" || { \
+		status=$$?; [ $$status = 1 ] || exit $$status; \
+		echo "bench-compare: running the regressed cases again; they fail only if they regress twice"; \
+		xargs -a "$$tmp/ids" $(PY) -m pytest -q --benchmark-json="$$tmp/again.json" \
+			$(BENCH_ARGS) && $(COMPARE) "$$tmp/again.json"; }; }
 
 clean:
 	rm -rf .benchmarks reports/*.html reports/studies reports/plotly*.js reports/*.lock artifacts

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bench.data_files import DataFiles, fashion_mnist, synthetic_idx
-from bench.timing import Budget, add_speedups, data_path_speedups
+from bench.timing import Budget, add_speedups, speedup_lines
 from mnistcore import Dataset, available_cores, configure_threads, device_name
 
 NO_CUDA = (
@@ -99,15 +99,11 @@ def pytest_benchmark_update_json(output_json: dict) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
-    speedups = data_path_speedups(config.stash.get(FINISHED, []))
-    lines = []
-    for (kind, device), ratio in sorted(speedups.items()):
-        goal = f" (goal on the 2-core CPU: >= {TARGETS[kind]:g}x)" if device == "cpu" else ""
-        lines.append(f"{kind} on {device}: mnistcore is {ratio:.1f}x the seed{goal}")
+    lines = speedup_lines(config.stash.get(FINISHED, []), TARGETS)
     if lines and config.getoption("benchmark_disable"):
         lines.append("(--benchmark-disable: one short call each, no warm-up; indicative only)")
     if lines:
-        terminalreporter.section("seed -> mnistcore speed-ups, per image, this run")
+        terminalreporter.section("seed -> mnistcore speed-ups, this run")
         for line in lines:
             terminalreporter.write_line(line)
 

@@ -76,6 +76,9 @@ ROW_COLUMNS = [
     "mean_s",
     "stddev_s",
     "rounds",
+    "round_seconds",
+    "fullname",
+    "cpu_load_1min",
     *EXTRA_KEYS,
 ]
 
@@ -184,6 +187,10 @@ def _row(run: BenchRun, bench: dict[str, Any]) -> dict[str, Any]:
         "mean_s": _number(stats.get("mean")),
         "stddev_s": _number(stats.get("stddev")),
         "rounds": stats.get("rounds"),
+        # every round's seconds when saved with --benchmark-save-data (bench.compare tests them)
+        "round_seconds": tuple(_number(t) for t in stats.get("data") or ()),
+        "fullname": bench.get("fullname", bench.get("name", "?")),
+        "cpu_load_1min": _number(extra.get("cpu_load_1min")),
     }
     for key in EXTRA_KEYS:
         row[key] = extra.get(key)

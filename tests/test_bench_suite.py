@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import summary
-from bench.timing import data_path_speedups
+from bench.timing import data_path_speedups, speedup_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 # mnistcore's case first: the ratio must not need the seed to have run before it
@@ -69,6 +69,40 @@ def test_speedups_need_both_pipelines():
     assert data_path_speedups([fast]) == {}
     # Other kinds (a train step has no seed pipeline to compare with) are left out.
     assert data_path_speedups([{**fast, "kind": "train_step"}, seed]) == {}
+
+
+def test_both_pipelines_time_the_same_images_per_call(reordered_run):
+    stdout, saved = reordered_run
+    stats = {b["extra_info"]["pipeline"]: b for b in json.loads(saved.read_text())["benchmarks"]}
+    seed, core = stats["seed"], stats["mnistcore"]
+    assert seed["extra_info"]["batches_per_call"] == core["extra_info"]["batches_per_call"]
+    images = seed["extra_info"]["batches_per_call"] * seed["extra_info"]["batch_size"]
+    assert seed["extra_info"]["images_per_call"] == core["extra_info"]["images_per_call"] == images
+    # So pytest-benchmark's per-call ratio (its table) is the summary's per-image speed-up.
+    per_call = seed["stats"]["median"] / core["stats"]["median"]
+    assert core["extra_info"]["speedup_vs_seed"] == pytest.approx(per_call)
+    assert f"the seed, per call and per image ({images:,} images per call each)" in stdout
+    printed = stdout.split("data_batch on cpu: mnistcore is ", 1)[1].split("x", 1)[0]
+    assert float(printed) == pytest.approx(per_call, abs=0.05)
+
+
+def test_speedup_lines_label_what_they_compare():
+    seed = {
+        "kind": "data_batch",
+        "device": "cpu",
+        "pipeline": "seed",
+        "images_per_second": 2.0,
+        "images_per_call": 3200,
+    }
+    fast = {**seed, "pipeline": "mnistcore", "images_per_second": 40.0}
+    # The same images per call: one figure, per call and per image alike, with the goal.
+    assert speedup_lines([fast, seed], {"data_batch": 20.0}) == [
+        "data_batch on cpu: mnistcore is 20.0x the seed, per call and per image "
+        "(3,200 images per call each); goal on the 2-core CPU: >= 20x"
+    ]
+    # Different images per call: the line says its ratio is per image only.
+    (line,) = speedup_lines([{**fast, "images_per_call": 32000}, seed])
+    assert line.endswith("20.0x the seed, per image (images per call: seed 3200, mnistcore 32000)")
 
 
 def test_summary_prints_the_saved_run(reordered_run, capsys):
