@@ -89,8 +89,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytes
     report = yield
     benchmark = getattr(item, "funcargs", {}).get("benchmark")
     if call.when == "call" and report.passed and benchmark is not None:
-        item.config.stash[FINISHED].append(dict(benchmark.extra_info))
+        item.config.stash[FINISHED].append({**benchmark.extra_info, "nodeid": item.nodeid})
     return report
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session):  # type: ignore[no-untyped-def]
+    # After a Ctrl-C (bench/gpu_check.sh's time limit sends SIGINT) pytest-benchmark still writes
+    # its JSON, but fails on a benchmark cut off before its first round and keeps one cut off
+    # later with too few rounds: leave out every benchmark whose test did not pass.
+    passed = {info["nodeid"] for info in session.config.stash.get(FINISHED, [])}
+    benchmarks = getattr(getattr(session.config, "_benchmarksession", None), "benchmarks", ())
+    for bench in benchmarks:
+        if bench.fullname not in passed:
+            bench.fixture.has_error = True  # pytest-benchmark's JSON leaves these out
+    yield
 
 
 def pytest_benchmark_update_json(output_json: dict) -> None:

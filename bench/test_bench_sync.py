@@ -6,6 +6,8 @@ holds only real measurements.
 
 from __future__ import annotations
 
+import gc
+import math
 import statistics
 import time
 from types import SimpleNamespace
@@ -117,6 +119,33 @@ def test_cuda_timed_function_synchronizes(what: str) -> None:
     # ... and its wall time covers the queued GPU work, not just the kernel launches.
     spin_seconds = spin_start.elapsed_time(spin_end) / 1000
     assert timed.last_seconds is not None and timed.last_seconds >= 0.5 * spin_seconds
+
+
+def _captured_step(device: torch.device):  # type: ignore[no-untyped-def]
+    config = preset_config("seed", device=device.type)
+    seed_everything(0)
+    model = build_model(config, device)
+    # Only the returned step refers to the model, optimizer and batch once this returns.
+    return capture_train_step(model, build_optimizer(model, config), *fixed_batch(256, device))
+
+
+@pytest.mark.cuda
+def test_captured_step_owns_what_its_graph_uses() -> None:
+    device = torch.device("cuda")
+    step = _captured_step(device)
+    gc.collect()
+    # Were the step's tensors freed, the allocator could hand their memory out again: fill some.
+    junk = [torch.full((1 << 20,), float("nan"), device=device) for _ in range(16)]
+    losses = []
+    for _ in range(100):
+        step.replay()
+        losses.append(step.loss.item())
+    del junk
+    # Replays train the held model on the held batch: the loss stays finite and falls
+    # (100 eager steps of this setup take it from 2.29 to 0.02 on the CPU).
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.5 * losses[0]
+    assert next(step.model.parameters()).is_cuda and step.x.shape == (256, 1, 28, 28)
 
 
 # --- CPU: timing and extra_info, everywhere ----------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -63,9 +64,30 @@ def train_steps(
     return work
 
 
+@dataclass(frozen=True)
+class CapturedStep:
+    """One ``train_step`` captured as a CUDA graph, with every tensor owner the graph uses.
+
+    The graph holds raw device addresses, not references: replayed after the model, the
+    optimizer (its momentum buffers) or the batch were freed, it would write into memory the
+    caching allocator has since handed out again. Holding them here keeps them alive as long
+    as the graph.
+    """
+
+    graph: torch.cuda.CUDAGraph
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    x: torch.Tensor  # (B, 1, 28, 28) static input: copy new data in to train on it
+    y: torch.Tensor  # (B,)
+    loss: torch.Tensor  # () static output: the last replay's loss
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
 def capture_train_step(
     model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
-) -> torch.cuda.CUDAGraph:
+) -> CapturedStep:
     """One ``train_step`` on the static batch ``x, y`` captured as a CUDA graph.
 
     Whole-network capture as in PyTorch's CUDA graphs notes: warm-up steps on a side stream
@@ -82,14 +104,16 @@ def capture_train_step(
     with torch.cuda.graph(graph):
         # zero_grad(set_to_none) inside only drops Python references; backward then allocates
         # the gradients from the graph's private pool, where optimizer.step reads them.
-        train_step(model, optimizer, x, y)
-    return graph
+        loss = train_step(model, optimizer, x, y)
+    return CapturedStep(graph, model, optimizer, x, y, loss)
 
 
-def graph_steps(graph: torch.cuda.CUDAGraph, steps: int) -> Callable[[], None]:
+def graph_steps(step: CapturedStep, steps: int) -> Callable[[], None]:
+    """``steps`` replays of ``step``, no sync inside; the closure keeps ``step`` alive."""
+
     def work() -> None:
         for _ in range(steps):
-            graph.replay()
+            step.replay()
 
     return work
 

@@ -77,7 +77,7 @@ class Dataset:
 
     def to(self, device: torch.device | str) -> Dataset:
         """The same splits on ``device``; copied once and cached, so trials reuse the copy."""
-        device = torch.device(device)
+        device = _device_key(device)
         if self.device == device:
             return self
         key = str(device)
@@ -101,6 +101,18 @@ class Dataset:
         s = self.sizes
         splits = f"{s['train']} train / {s['val']} val / {s['test']} test"
         return f"{self.name} ({splits}) from {self.source}"
+
+
+def _device_key(device: torch.device | str) -> torch.device:
+    """``device`` as one key per physical device: ``cuda`` becomes ``cuda:N`` of the current GPU.
+
+    Tensors moved to ``cuda`` land on ``cuda:N`` anyway; without this, ``to("cuda")`` and
+    ``to("cuda:0")`` would each cache a copy of the data on the same GPU.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def iterate_batches(

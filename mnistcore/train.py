@@ -130,8 +130,8 @@ def fit(config: TrainConfig, data: Dataset) -> Iterator[EpochResult]:
     Raises NonFiniteLossError when the loss becomes NaN/inf.
     """
     device = resolve_device(config.device)
-    if device.type == "cpu":
-        configure_threads(config.threads)
+    # on CUDA too: the CPU still runs the Python side and the CPU-side data work (randperm)
+    configure_threads(config.threads)
     seed_everything(config.seed)
     data = data.to(device)
     model = build_model(config, device)

@@ -7,23 +7,30 @@ files under `.benchmarks/`, and writes `index.html`, `benchmarks.html`, `studies
 The search imports three of its torch-free modules, so each job has one home: `storage` (the
 one opener of an Optuna storage, for writing and for reading), `study_data` (the extract of a
 study that the report draws and the search's terminal summary prints) and `trial_record` (the
-names of the attributes stored on each trial). `build_report` is imported on first use (PEP
-562): a search worker that only needs `trial_record` does not pay for plotly.
+names of the attributes stored on each trial). The package's names are imported on first use
+(PEP 562): a search worker that only needs `trial_record` does not pay for plotly, and
+`bench.summary` reads benchmark files through `bench_data` without optuna.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from reports.storage import DEFAULT_JOURNAL, StorageError
-
-__all__ = ["DEFAULT_JOURNAL", "StorageError", "build_report"]
+# public name -> its module, imported on first use: `python -m bench.summary` reads benchmark
+# JSON through reports.bench_data without optuna (absent on GPU images) or plotly
+_MODULE_OF = {
+    "DEFAULT_JOURNAL": "reports.storage",
+    "StorageError": "reports.storage",
+    "build_report": "reports.build",
+}
+__all__ = sorted(_MODULE_OF)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "build_report":
-        from reports.build import build_report
-
-        globals()[name] = build_report
-        return build_report
-    raise AttributeError(f"module 'reports' has no attribute {name!r}")
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reports' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

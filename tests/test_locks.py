@@ -18,12 +18,32 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 
-from reports.storage import KEEPALIVE, open_storage
+from reports.storage import KEEPALIVE
+from reports.storage import open_storage as _open_storage
 from search import recovery
 from search.locks import AdvisoryLock, FileLock, StudyLock, study_lock
 from search.run import run_trials
 
 ROOT = Path(__file__).resolve().parents[1]
+OPENED: list = []
+
+
+def open_storage(spec: str, **kwargs):
+    """The real opener; each test disposes the database engines it opened (their pooled
+    connections would otherwise be closed by the garbage collector in a later test)."""
+    storage, name = _open_storage(spec, **kwargs)
+    OPENED.append(storage)
+    return storage, name
+
+
+@pytest.fixture(autouse=True)
+def _dispose_engines():
+    yield
+    for storage in OPENED:
+        engine = getattr(storage, "engine", None)
+        if engine is not None:
+            engine.dispose()
+    OPENED.clear()
 
 
 @pytest.fixture(params=["journal", "postgres"])
