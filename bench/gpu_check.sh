@@ -21,7 +21,7 @@
 #               (6 train-step, 1 inference, 4 data-path), estimated under a minute. BENCH_ARGS=
 #               runs all 57 (50, 3, 4; 10 rounds each), estimated 2-3 minutes: more than the
 #               step's 120 s, so it is stopped there and the table shows the cases that finished
-#   POPULATION_ARGS  the study's population option(s) (default --population)
+#   POPULATION_ARGS  the population study's option(s) (default --population 16)
 #
 # Every step runs under `timeout`, which sends SIGINT first (pytest then still writes the JSON
 # of the benchmarks that finished), SIGKILL 10 s later; all steps share one budget of BUDGET_S.
@@ -169,8 +169,8 @@ else
     failed=1
 fi
 
-# Population cases (test names containing "population") and search.study --population come in
-# a later change: each runs once it exists and is one "skipped" line until then.
+# Population cases (test names containing "population") and a study with --population K
+# (a short one: how many trials a minute K fused members screen on the GPU).
 none_ok="no benchmark matches -k 'cuda and population' ${bench_args[*]}" \
     step bench-population 45 "${bench[@]}" -k "cuda and population" \
     --benchmark-json "$work/bench-population.json"
@@ -182,8 +182,8 @@ if ! grep -q -- "--population" <<< "$study_help"; then
     note "study-population: skipped, python -m search.study --help lists no --population"
 else
     # shellcheck disable=SC2086  # POPULATION_ARGS is a list of words on purpose
-    step study-population 45 "${study[@]}" --timeout 30 \
-        --storage "$work/study-population.journal" ${POPULATION_ARGS:---population}
+    step study-population 45 "${study[@]}" --timeout 30 --n-trials 32 \
+        --storage "$work/study-population.journal" ${POPULATION_ARGS:---population 16}
 fi
 
 note "total: $SECONDS s, $([ "$failed" -eq 0 ] && echo "all passed" || echo "FAILED")"

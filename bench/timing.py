@@ -17,13 +17,16 @@ import torch
 
 from mnistcore import device_name
 
-KINDS = ("train_step", "inference", "data_batch", "data_epoch")
+KINDS = ("train_step", "inference", "data_batch", "data_epoch", "population_step")
 PIPELINES = ("seed", "mnistcore")
+# population_step cases: the fused K-member step, or the single-model baseline it is compared to
+POPULATION_MODES = ("population", "single")
 
 # Every benchmark's extra_info holds these keys with these types (the report reads them).
 REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
     "kind": (str,),  # one of KINDS
-    "images_per_second": (float,),  # images per timed call / median seconds per call
+    # images per timed call / median seconds per call (member-images for a population_step)
+    "images_per_second": (float,),
     "batch_size": (int,),
     "device": (str,),  # "cpu" | "cuda"
     "device_name": (str,),  # CPU or GPU model
@@ -31,9 +34,15 @@ REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
     "channels_last": (bool,),
     "threads": (int,),  # torch CPU threads
     "n_params": (int, type(None)),  # None where no model is involved (data_batch)
-    "model": (str, type(None)),  # preset name: seed | w16 | w64 | bn; None for data_batch
+    "model": (str, type(None)),  # preset: seed | w16 | w64 | bn | study; None for data_batch
     "pipeline": (str,),  # one of PIPELINES
     "dataset": (str,),  # "fixed-random-batch", "fashion-mnist", "synthetic-idx", ...
+}
+# ... and a population_step's also these (speedup_vs_single comes at the end of the session)
+POPULATION_FIELDS: dict[str, tuple[type, ...]] = {
+    "population": (int,),  # K, members trained as one module; 1 for the single-model baseline
+    "member_images_per_second": (float,),  # images one member trains per second
+    "mode": (str,),  # one of POPULATION_MODES
 }
 
 
@@ -72,6 +81,11 @@ class Budget:
     cuda_images: int  # same on CUDA: many steps per call, so one sync is a small share
     epoch_steps: int  # batches of 64 in one "epoch" of the data-path benchmark
     epoch_rounds: int  # timed epochs (the seed's CPU epoch takes seconds)
+    # member-images per timed call of a population step (each member trains on every image of
+    # a batch, so one step of K members at batch B is K*B of them); the single-model baseline
+    # trains the same number of images per call
+    cpu_member_images: int = 8192  # K=16 of the study net (batch 128): 4 steps per call
+    cuda_member_images: int = 32768  # K=256 of the study net: 1 step per call
     # Rounds feed the regression gate's rank test (bench/compare.py): with m and n rounds its
     # smallest p-value is 1 / C(m+n, m), 1/252 at 5 vs 5, 1/20 at 3 vs 3, 1/6 at 2 vs 2 (never
     # below 0.05). So the full and quick budgets give every case at least 3 rounds.
@@ -105,6 +119,8 @@ class Budget:
             cuda_images=4096,
             epoch_steps=20,
             epoch_rounds=1,
+            cpu_member_images=1024,
+            cuda_member_images=8192,
         )
 
     def rounds(self, device: torch.device) -> int:
@@ -113,6 +129,12 @@ class Budget:
     def steps(self, device: torch.device, batch_size: int) -> int:
         images = self.cuda_images if device.type == "cuda" else self.cpu_images
         return max(1, images // batch_size)
+
+    def member_steps(self, device: torch.device, batch_size: int, population: int) -> int:
+        """Steps per timed call of a ``population``-member step: the budget's member-images
+        (at least one step, so a call may train more of them than the budget says)."""
+        images = self.cuda_member_images if device.type == "cuda" else self.cpu_member_images
+        return max(1, images // (batch_size * population))
 
 
 def median_seconds(benchmark: Any, timed: Timed) -> tuple[float, str]:
@@ -139,13 +161,18 @@ def record(
     n_params: int | None,
     pipeline: str = "mnistcore",
     dataset: str,
+    population: int | None = None,
     **extra: object,
 ) -> float:
     """Fill ``benchmark.extra_info`` after ``pedantic`` returned; returns images per second.
 
-    ``images`` is the number of images one timed call processes.
+    ``images`` is the number of images one timed call processes; with ``population`` (K, a
+    population_step) they are member-images, K per image of a batch, and
+    ``member_images_per_second`` is recorded too (the same figure).
     """
     seconds, timing = median_seconds(benchmark, timed)
+    if population is not None:
+        extra = {"population": population, "member_images_per_second": images / seconds, **extra}
     info: dict[str, object] = {
         "kind": kind,
         "images_per_second": images / seconds,
@@ -174,17 +201,19 @@ def record(
 
 
 def extra_info_problems(info: dict[str, object]) -> list[str]:
-    """What is missing or mistyped in ``info`` against REQUIRED_FIELDS (empty: all good)."""
-    problems = []
-    for key, types in REQUIRED_FIELDS.items():
-        if key not in info:
-            problems.append(f"{key} missing")
-        elif not isinstance(info[key], types) or (
-            isinstance(info[key], bool) and bool not in types
-        ):
-            problems.append(f"{key}={info[key]!r} is not {' or '.join(t.__name__ for t in types)}")
+    """What is missing or mistyped in ``info`` against REQUIRED_FIELDS, and POPULATION_FIELDS
+    for a population_step (empty: all good)."""
+    problems = _type_problems(info, REQUIRED_FIELDS)
     if info.get("kind") not in KINDS:
         problems.append(f"kind={info.get('kind')!r} is not one of {', '.join(KINDS)}")
+    if info.get("kind") == "population_step":
+        problems += _type_problems(info, POPULATION_FIELDS)
+        if info.get("mode") not in POPULATION_MODES:
+            modes = ", ".join(POPULATION_MODES)
+            problems.append(f"mode={info.get('mode')!r} is not one of {modes}")
+        k = info.get("population")
+        if isinstance(k, int) and not isinstance(k, bool) and k < 1:
+            problems.append(f"population={k!r} is not >= 1")
     if info.get("pipeline") not in PIPELINES:
         problems.append(f"pipeline={info.get('pipeline')!r} is not one of {', '.join(PIPELINES)}")
     if info.get("precision") not in ("fp32", "bf16"):
@@ -192,6 +221,18 @@ def extra_info_problems(info: dict[str, object]) -> list[str]:
     ips = info.get("images_per_second")
     if isinstance(ips, float) and not ips > 0:
         problems.append(f"images_per_second={ips!r} is not > 0")
+    return problems
+
+
+def _type_problems(info: Mapping[str, object], fields: Mapping[str, tuple[type, ...]]) -> list:
+    problems = []
+    for key, types in fields.items():
+        if key not in info:
+            problems.append(f"{key} missing")
+        elif not isinstance(info[key], types) or (
+            isinstance(info[key], bool) and bool not in types
+        ):
+            problems.append(f"{key}={info[key]!r} is not {' or '.join(t.__name__ for t in types)}")
     return problems
 
 
@@ -251,10 +292,64 @@ def speedup_lines(
     return lines
 
 
+def population_speedups(infos: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, int], float]:
+    """(device, model, K) -> member img/s of the K-member population / img/s of the single
+    model of the same net, batch size and precision (= single-model seconds per image / the
+    population's seconds per member-image), from finished benchmarks' ``extra_info``, whatever
+    order they ran in; a population without its baseline in ``infos`` is left out."""
+    infos = [i for i in infos if i.get("kind") == "population_step"]
+    single = {_net(i): i["images_per_second"] for i in infos if i.get("mode") == "single"}
+    return {
+        (i["device"], i["model"], i["population"]): i["member_images_per_second"] / single[net]
+        for i in infos
+        if i.get("mode") == "population" and (net := _net(i)) in single
+    }
+
+
+def _net(info: Mapping[str, Any]) -> tuple:
+    """What a population and its single-model baseline share: the same net, trained alike."""
+    return (info["device"], info["model"], info["batch_size"], info["precision"])
+
+
+def population_lines(
+    infos: Iterable[Mapping[str, Any]],
+    targets: Mapping[tuple[str, int], float] | None = None,
+) -> list[str]:
+    """The terminal summary's population lines, one per device, preset and K: the ratio and
+    the two speeds it divides (``population_speedups``)."""
+    infos = [i for i in infos if i.get("kind") == "population_step"]
+    ratios = population_speedups(infos)
+    fused_of = {
+        (i["device"], i["model"], i["population"]): i for i in infos if i["mode"] == "population"
+    }
+    single_of = {_net(i): i for i in infos if i["mode"] == "single"}
+    lines = []
+    for device, model, k in sorted(ratios):
+        fused = fused_of[device, model, k]
+        single = single_of[_net(fused)]
+        goal = (targets or {}).get((model, k)) if device == "cpu" else None
+        aim = f"; goal on the 2-core CPU: >= {goal:g}x" if goal is not None else ""
+        lines.append(
+            f"population_step on {device}, {model} K={k}: "
+            f"{ratios[device, model, k]:.2f}x the single model's img/s "
+            f"({fused['member_images_per_second']:,.0f} member-img/s vs "
+            f"{single['images_per_second']:,.0f} img/s, batch {fused['batch_size']}){aim}"
+        )
+    return lines
+
+
 def add_speedups(infos: list[MutableMapping[str, Any]]) -> None:
-    """Set ``speedup_vs_seed`` (``data_path_speedups``) on each mnistcore data-path ``info``."""
+    """Set ``speedup_vs_seed`` (``data_path_speedups``) on each mnistcore data-path ``info``
+    and ``speedup_vs_single`` (``population_speedups``) on each population ``info``."""
     ratios = data_path_speedups(infos)
     for info in infos:
         ratio = ratios.get((info.get("kind"), info.get("device")))
         if info.get("pipeline") == "mnistcore" and ratio is not None:
             info["speedup_vs_seed"] = ratio
+    population = population_speedups(infos)
+    for info in infos:
+        if info.get("kind") != "population_step" or info.get("mode") != "population":
+            continue
+        ratio = population.get((info.get("device"), info.get("model"), info.get("population")))
+        if ratio is not None:
+            info["speedup_vs_single"] = ratio

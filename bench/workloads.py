@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -11,11 +12,16 @@ from torch import nn
 
 from mnistcore import (
     Dataset,
+    Population,
     Split,
     TrainConfig,
+    build_model,
+    build_optimizer,
+    build_scheduler,
     evaluate,
     fit,
     iterate_batches,
+    seed_everything,
     train_batches,
     train_step,
 )
@@ -29,10 +35,31 @@ PRESETS: dict[str, dict[str, object]] = {
 }
 
 
+# The population suite's presets (test_train_step times PRESETS only). "study" is the study's
+# default net: search/space.py's DEFAULT_SPACE pins and its START_POINT, the first trial of a
+# new study (a copy: bench/ runs on GPU images without optuna; tests/test_bench_population.py
+# checks that it matches).
+POPULATION_PRESETS: dict[str, dict[str, object]] = {
+    "seed": {},
+    "study": {
+        "depth": 2,
+        "width": 16,
+        "hidden": 128,
+        "batch_norm": True,
+        "batch_size": 128,
+        "schedule": "onecycle",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "dropout": 0.25,
+    },  # conv 1->16, 16->32 5x5, fc 1152->128->10: 162,218 parameters
+}
+
+
 def preset_config(name: str, **changes: object) -> TrainConfig:
-    if name not in PRESETS:
-        raise ValueError(f"model preset must be one of {', '.join(PRESETS)}, got {name=}")
-    return TrainConfig(**{**PRESETS[name], **changes})  # type: ignore[arg-type]
+    presets = {**PRESETS, **POPULATION_PRESETS}
+    if name not in presets:
+        raise ValueError(f"model preset must be one of {', '.join(presets)}, got {name=}")
+    return TrainConfig(**{**presets[name], **changes})  # type: ignore[arg-type]
 
 
 def fixed_batch(batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,3 +207,57 @@ def mnistcore_epoch(config: TrainConfig, data: Dataset) -> Callable[[], None]:
         epochs.close()
 
     return work
+
+
+def member_configs(config: TrainConfig, population: int) -> list[TrainConfig]:
+    """``population`` variants of ``config`` as a search's trials differ: lr from half to
+    twice ``config.lr`` (log-spaced), momentum around it (+-0.05, kept in [0, 0.99]), each
+    its own seed. Member 0 is the lowest lr; a single member is ``config`` itself."""
+    if population == 1:
+        return [config]
+    configs = []
+    for i in range(population):
+        t = i / (population - 1)  # 0..1
+        momentum = min(max(config.momentum + 0.1 * (t - 0.5), 0.0), 0.99)
+        lr = config.lr * 4 ** (t - 0.5)
+        configs.append(config.replace(lr=lr, momentum=momentum, seed=config.seed + i))
+    return configs
+
+
+def epochs_for(images: int, data: Dataset) -> int:
+    """Epochs whose lr schedule covers ``images`` training images of ``data`` (plus one spare):
+    a population refuses to train past its schedule, and OneCycleLR past its last step."""
+    return math.ceil(images / len(data.train.labels)) + 1
+
+
+def population_steps(population: Population, images: int) -> Callable[[], None]:
+    """``population.train(images)``: every member trains on the next ``images`` images of the
+    shared batch order, drawn from the resident data (ends with the loss check's sync)."""
+
+    def work() -> None:
+        population.train(images)
+
+    return work
+
+
+def single_steps(
+    config: TrainConfig, data: Dataset, steps: int
+) -> tuple[Callable[[], None], nn.Module]:
+    """``steps`` steps of one ``config`` model as ``fit`` runs them: ``train_batches`` over
+    ``iterate_batches`` of the resident ``data.train`` (a new shuffle at each epoch's end),
+    with the config's lr schedule; no sync inside. Returns the work and the model."""
+    device = torch.device(config.device)
+    seed_everything(config.seed)  # also turns cudnn.benchmark on, as fit does
+    data = data.to(device)
+    model = build_model(config, device)
+    optimizer = build_optimizer(model, config)
+    images, labels = data.train
+    scheduler = build_scheduler(optimizer, config, math.ceil(len(labels) / config.batch_size))
+    generator = torch.Generator().manual_seed(config.seed)
+    stream = endless(lambda: iterate_batches(images, labels, config.batch_size, generator))
+
+    def work() -> None:
+        for _loss in train_batches(model, optimizer, itertools.islice(stream, steps), scheduler):
+            pass
+
+    return work, model

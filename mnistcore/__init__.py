@@ -43,6 +43,13 @@ _EXPORTS = {
         "UserError",
     ),
     "mnistcore.model": ("build_model", "count_parameters"),
+    "mnistcore.population": (
+        "Population",
+        "PopulationResult",
+        "fit_population",
+        "fusible_key",
+        "group_configs",
+    ),
     "mnistcore.train": (
         "EpochResult",
         "Evaluation",

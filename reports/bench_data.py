@@ -25,6 +25,7 @@ __all__ = [
     "load_benchmarks",
     "machine_rows",
     "machine_summary",
+    "population_table",
     "read_run",
     "speedup_table",
 ]
@@ -43,6 +44,10 @@ EXTRA_KEYS = (
     "model",
     "pipeline",
     "dataset",
+    "mode",  # train_step: eager | graph; population_step: population | single (the baseline)
+    "population",  # population_step: K, members trained as one module (1 for the baseline)
+    "member_images_per_second",  # population_step: images one member trains per second
+    "speedup_vs_single",  # population_step: member img/s / the single model's, same run
 )
 
 # Params that name the device; dropped from the case label so CPU and CUDA pair up.
@@ -196,6 +201,10 @@ def _row(run: BenchRun, bench: dict[str, Any]) -> dict[str, Any]:
         row[key] = extra.get(key)
     # Only the bench knows how many images one timed call processes, so no fallback here.
     row["images_per_second"] = _number(extra.get("images_per_second"))
+    row["member_images_per_second"] = _number(extra.get("member_images_per_second"))
+    row["speedup_vs_single"] = _number(extra.get("speedup_vs_single"))
+    k = extra.get("population")
+    row["population"] = k if isinstance(k, int) and not isinstance(k, bool) else None
     if row["device"] is None:
         params = bench.get("params") or {}
         row["device"] = next((v for v in params.values() if v in DEVICE_VALUES), None)
@@ -260,6 +269,48 @@ def data_path_table(rows: pd.DataFrame) -> pd.DataFrame:
     table["speedup"] = table["mnistcore"] / table["seed"]
     table.columns.name = None
     return table[columns].reset_index(drop=True)
+
+
+POPULATION_COLUMNS = [
+    "device",
+    "model",
+    "batch_size",
+    "population",
+    "member_images_per_second",
+    "single_images_per_second",
+    "speedup_vs_single",
+]
+
+
+def population_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Population cases, one row per device, preset and K (median over the runs given): the
+    population's member img/s, its single-model baseline's img/s (the same net and batch,
+    trained one step at a time) and ``speedup_vs_single``, the ratio bench/timing.py saved."""
+    cases = rows[rows["kind"] == "population_step"].dropna(
+        subset=["device", "model", "population", "member_images_per_second"]
+    )
+    if cases.empty:
+        return pd.DataFrame(columns=POPULATION_COLUMNS)
+    net = ["device", "model", "batch_size"]
+    single = (
+        cases[cases["mode"] == "single"]
+        .groupby(net, dropna=False)["member_images_per_second"]
+        .median()
+        .rename("single_images_per_second")
+    )
+    fused = cases[cases["mode"] == "population"]
+    table = (
+        fused.groupby([*net, "population"], dropna=False)[
+            ["member_images_per_second", "speedup_vs_single"]
+        ]
+        .median()
+        .reset_index()
+        .join(single, on=net)
+    )
+    table["population"] = table["population"].astype(int)
+    return table[POPULATION_COLUMNS].sort_values(["device", "model", "population"]).reset_index(
+        drop=True
+    )
 
 
 def headline(rows: pd.DataFrame) -> Headline:

@@ -5,23 +5,26 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.bench_data import BenchData, BenchRun
+from reports.bench_data import BenchData, BenchRun, population_table
 from reports.panel import Panel, draw_panel
 
-__all__ = ["bench_panels", "trend_panel"]
+__all__ = ["bench_panels", "population_panels", "trend_panel"]
 
 DEVICE_COLORS = {"cpu": "#1f77b4", "cuda": "#2ca02c"}
 PIPELINE_COLORS = {"seed": "#ff7f0e", "mnistcore": "#1f77b4"}  # seed: the baseline, first
+PRESET_COLORS = {"seed": "#ff7f0e", "study": "#1f77b4"}  # population presets
+DATA_KINDS = ["data_batch", "data_epoch"]
 AUTOSAVE = "`pytest bench/ --benchmark-autosave`"
 
 
 def bench_panels(data: BenchData, run: BenchRun) -> list[Panel]:
-    """Panels for one run: img/s per case by device, and the data paths."""
+    """Panels for one run: img/s per case by device, the data paths, and member img/s against
+    the population size K on each device."""
     rows = data.rows_of(run).dropna(subset=["images_per_second"])
     key = _key(run)
     where = f" for benchmark run {run.label}"
     panels = []
-    compute = rows[~rows["kind"].isin(["data_batch", "data_epoch"])]
+    compute = rows[~rows["kind"].isin([*DATA_KINDS, "population_step"])]
     title = "Training and inference throughput: CPU vs CUDA (img/s, log scale)"
     if compute.empty:
         panels.append(Panel(f"devices-{key}", title, missing="no train_step or inference case "
@@ -31,7 +34,7 @@ def bench_panels(data: BenchData, run: BenchRun) -> list[Panel]:
             f"devices-{key}", title, lambda: _grouped_bars(compute, "device", DEVICE_COLORS),
             where=where,
         ))
-    data_rows = rows[rows["kind"].isin(["data_batch", "data_epoch"])]
+    data_rows = rows[rows["kind"].isin(DATA_KINDS)]
     title = "Data path: seed DataLoader vs mnistcore in-memory tensors (img/s, log scale)"
     if data_rows.empty:
         panels.append(Panel(f"datapath-{key}", title, missing="no data_batch or data_epoch "
@@ -43,6 +46,23 @@ def bench_panels(data: BenchData, run: BenchRun) -> list[Panel]:
         panels.append(draw_panel(
             f"datapath-{key}", title, lambda: _grouped_bars(bars, "pipeline", PIPELINE_COLORS),
             where=where,
+        ))
+    return panels + population_panels(rows, key, where)
+
+
+def population_panels(rows: pd.DataFrame, key: str, where: str = "") -> list[Panel]:
+    """One panel per device: member img/s against K per preset, the single model dashed."""
+    table = population_table(rows)
+    title = "Population: member img/s vs population size K"
+    if table.empty:
+        return [Panel(f"population-{key}", title, missing="no population_step case in this "
+                      "run: run `pytest bench/test_population.py --benchmark-autosave`")]
+    panels = []
+    for device, some in table.groupby("device", sort=True):
+        panels.append(draw_panel(
+            f"population-{device}-{key}", f"{title} ({device}, log-log)",
+            lambda some=some: _population_lines(some), where=where,
+            caption=_population_caption(some),
         ))
     return panels
 
@@ -100,6 +120,47 @@ def _trend(data: BenchData, measured: pd.DataFrame) -> go.Figure:
         legend={"font": {"size": 10}},
     )
     return figure
+
+
+def _population_lines(table: pd.DataFrame) -> go.Figure:
+    figure = go.Figure()
+    sizes = sorted(set(table["population"]))
+    for model, some in table.groupby("model", sort=True):
+        color = PRESET_COLORS.get(str(model))
+        figure.add_trace(go.Scatter(
+            x=some["population"], y=some["member_images_per_second"], mode="lines+markers",
+            name=f"{model} (bs {some['batch_size'].iloc[0]})", marker_color=color,
+            customdata=some["speedup_vs_single"],
+            hovertemplate="K=%{x}<br>%{y:,.0f} member-img/s<br>%{customdata:.2f}x the single "
+            "model<extra>%{fullData.name}</extra>",
+        ))
+        single = some["single_images_per_second"].iloc[0]
+        if single == single:  # not NaN: the baseline ran
+            figure.add_trace(go.Scatter(
+                x=[sizes[0], sizes[-1]], y=[single, single], mode="lines",
+                line={"dash": "dash", "color": color}, name=f"{model}: single model",
+                hovertemplate="%{y:,.0f} img/s, one model at a time<extra></extra>",
+            ))
+    figure.update_layout(
+        xaxis={"title": "population size K (members trained as one module)", "type": "log",
+               "tickvals": sizes, "ticktext": [str(k) for k in sizes]},
+        yaxis={"title": "member images per second", "type": "log"},
+        legend={"orientation": "h", "y": 1.08},
+    )
+    return figure
+
+
+def _population_caption(table: pd.DataFrame) -> str:
+    parts = [
+        f"{row.model} K={row.population} {row.speedup_vs_single:.2f}x"
+        for row in table.itertuples()
+        if row.speedup_vs_single == row.speedup_vs_single
+    ]
+    ratios = "; ".join(parts) if parts else "none (no single-model baseline in this run)"
+    return (
+        "Dashed: the same net trained one model at a time (K single-model steps), measured in "
+        f"this run. Speed-up over it: {ratios}."
+    )
 
 
 def _key(run: BenchRun) -> str:

@@ -20,8 +20,9 @@ import plotly.offline
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from reports import trial_record as rec
 from reports.panel import Panel
-from reports.study_data import train_command
+from reports.study_data import format_epochs, train_command
 
 __all__ = ["PLOTLY_JS", "STUDY_DIR", "render", "study_href", "write_site"]
 
@@ -84,6 +85,7 @@ def _environment() -> Environment:
         acc=format_accuracy,
         ips=format_images_per_second,
         duration=format_duration,
+        epochs=format_epochs,
         ratio=format_ratio,
         pct=format_percent,
         value=format_value,
@@ -124,6 +126,8 @@ def _cell(column: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     name = column.lower()
+    if name in (rec.EPOCHS_RUN, rec.BEST_EPOCH):  # fractional when pruned within an epoch
+        return format_epochs(value)
     if "accuracy" in name:
         return format_accuracy(value)
     if "img/s" in name or "images_per_second" in name or name in ("cpu", "cuda", "seed",

@@ -12,7 +12,8 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import optuna
 import pandas as pd
@@ -23,16 +24,21 @@ from reports import trial_record as rec
 
 __all__ = [
     "BestTrial",
+    "Population",
     "PruningLedger",
     "StudyReport",
     "TrialCounts",
     "extract_study",
+    "format_epochs",
     "learning_curves",
     "pareto_numbers",
     "pruning_ledger",
+    "shared_populations",
     "slugify",
+    "steps_per_epoch",
     "study_report",
     "throughput_points",
+    "timeline_rows",
     "trial_counts",
     "train_command",
     "trials_table",
@@ -49,6 +55,8 @@ TABLE_ATTRS = (
     rec.EPOCHS_RUN,
     rec.MAX_EPOCHS,
     rec.N_PARAMS,
+    rec.POPULATION_ID,
+    rec.POPULATION_MEMBER,
     rec.RETRY_OF,
     rec.FAIL_REASON,
 )
@@ -80,17 +88,20 @@ class TrialCounts:
 
 @dataclass(frozen=True)
 class PruningLedger:
-    """Epochs the study trained vs the epochs it would have trained with no pruning."""
+    """Epochs the study trained vs the epochs it would have trained with no pruning.
+
+    Epochs are fractional where trials were pruned within an epoch (int when whole): images
+    seen over the training set's size."""
 
     trials: int = 0  # complete + pruned trials whose epoch counts are known
     pruned_trials: int = 0
-    epochs_spent: int = 0
-    epochs_without_pruning: int = 0  # sum over the same trials of max_epochs
+    epochs_spent: float = 0
+    epochs_without_pruning: float = 0  # sum over the same trials of max_epochs
     unknown: int = 0  # complete/pruned trials with no max_epochs or epoch count recorded
 
     @property
-    def epochs_saved(self) -> int:
-        return self.epochs_without_pruning - self.epochs_spent
+    def epochs_saved(self) -> float:
+        return _as_epochs(self.epochs_without_pruning - self.epochs_spent) or 0
 
     @property
     def saved_fraction(self) -> float | None:
@@ -107,13 +118,23 @@ class BestTrial:
     values: tuple[float, ...]  # in the order of the study's objectives
     params: dict[str, Any]
     test_accuracy: float | None
-    best_epoch: int | None
+    best_epoch: float | None  # 1-based; fractional where trials report within an epoch
     images_per_second: float | None
-    epochs_run: int | None
+    epochs_run: float | None  # int when whole
     seconds: float | None  # the trial's wall time
     # the whole TrainConfig as a dict, pinned values included (user attr `config`); {} for
     # trials that did not record it (studies from before it was recorded)
     config: dict[str, Any] = field(default_factory=dict)
+
+
+class Population(NamedTuple):
+    """Trials trained together as one fused population (``--population K``)."""
+
+    id: str  # user attr population_id
+    size: int | None  # members at its start (user attr population_size)
+    trials: tuple[int, ...]  # trial numbers, in member order
+    start: datetime | None  # first member's start
+    end: datetime | None  # last member's end (None while one runs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,6 +146,7 @@ class StudyReport:
     dataset: str | None
     dataset_source: str | None
     max_epochs: int | None
+    steps_per_epoch: int  # report steps per epoch (study user attr; 1 in older studies)
     counts: TrialCounts
     best: BestTrial | None
     front: tuple[BestTrial, ...]  # two-objective studies: the Pareto front, best first
@@ -133,9 +155,11 @@ class StudyReport:
     param_names: tuple[str, ...]
     stamps: dict[str, Any]
     fail_reasons: list[tuple[int, str]]
+    populations: tuple[Population, ...]  # those of 2 or more trials, in order of start
     trials: pd.DataFrame = field(repr=False)  # one row per trial, best first
-    curves: pd.DataFrame = field(repr=False)  # trial, state, step, value
+    curves: pd.DataFrame = field(repr=False)  # trial, state, step, epoch, value
     throughput: pd.DataFrame = field(repr=False)  # trial, state, val_accuracy, images_per_second
+    timeline: pd.DataFrame = field(repr=False)  # trial bars, populations together (timeline_rows)
 
     @property
     def is_multi_objective(self) -> bool:
@@ -174,6 +198,7 @@ def extract_study(
 ) -> StudyReport:
     direction_names = tuple(d.name.lower() for d in directions)
     study_max_epochs = _as_int(user_attrs.get(rec.MAX_EPOCHS))
+    per_epoch = steps_per_epoch(user_attrs)
     names = objective_names(user_attrs, len(directions), metric_names)
     best = best_trial(trials, directions)
     first_attrs = best_attrs_source(trials, best)
@@ -188,18 +213,39 @@ def extract_study(
         dataset=user_attrs.get(rec.DATASET) or first_attrs.get(rec.DATASET),
         dataset_source=user_attrs.get(rec.DATASET_SOURCE) or first_attrs.get(rec.DATASET_SOURCE),
         max_epochs=study_max_epochs,
+        steps_per_epoch=per_epoch,
         counts=trial_counts(trials),
         best=best,
         front=tuple(sorted(front, key=lambda b: (-b.values[0], b.number))) if multi else (),
         wall_seconds=wall_seconds(trials),
-        ledger=pruning_ledger(trials, default_max_epochs=study_max_epochs),
+        ledger=pruning_ledger(
+            trials, default_max_epochs=study_max_epochs, steps_per_epoch=per_epoch
+        ),
         param_names=tuple(sorted({p for t in trials for p in t.params})),
         stamps={k: first_attrs[k] for k in rec.STAMP_KEYS if first_attrs.get(k) is not None},
         fail_reasons=[(t.number, fail_reason(t)) for t in trials if t.state == TrialState.FAIL],
+        populations=shared_populations(trials),
         trials=trials_table(trials, directions, names),
-        curves=learning_curves(trials),
+        curves=learning_curves(trials, steps_per_epoch=per_epoch),
         throughput=throughput_points(trials, multi_objective=multi),
+        timeline=timeline_rows(trials),
     )
+
+
+def steps_per_epoch(user_attrs: dict[str, Any]) -> int:
+    """Report steps per epoch of a study (user attr `steps_per_epoch`); 1 when not recorded,
+    as in studies from before trials reported within an epoch."""
+    recorded = _as_int(user_attrs.get(rec.STEPS_PER_EPOCH))
+    return recorded if recorded is not None and recorded >= 1 else 1
+
+
+def format_epochs(epochs: float | None) -> str:
+    """Epochs as the summary and the report print them: "13" when whole (at 2 decimals),
+    else "0.33"; None (or NaN) is "–"."""
+    if epochs is None or (isinstance(epochs, float) and math.isnan(epochs)):
+        return "–"
+    text = f"{float(epochs):.2f}"
+    return text.removesuffix(".00")
 
 
 def objective_names(
@@ -246,7 +292,7 @@ def _shown(trial: FrozenTrial, multi_objective: bool) -> BestTrial:
         values=tuple(trial.values),
         params=dict(trial.params),
         test_accuracy=_as_float(trial.user_attrs.get(rec.TEST_ACCURACY)),
-        best_epoch=_as_int(trial.user_attrs.get(rec.BEST_EPOCH)),
+        best_epoch=_as_epochs(trial.user_attrs.get(rec.BEST_EPOCH)),
         images_per_second=_images_per_second(trial, multi_objective=multi_objective),
         epochs_run=epochs_run(trial),
         seconds=trial.duration.total_seconds() if trial.duration is not None else None,
@@ -316,23 +362,27 @@ def fail_reason(trial: FrozenTrial) -> str:
     return str(reason) if reason else "no reason recorded"
 
 
-def epochs_run(trial: FrozenTrial) -> int | None:
-    recorded = _as_int(trial.user_attrs.get(rec.EPOCHS_RUN))
+def epochs_run(trial: FrozenTrial, *, steps_per_epoch: int = 1) -> float | None:
+    """Epochs the trial trained (fractional when pruned within an epoch; int when whole)."""
+    recorded = _as_epochs(trial.user_attrs.get(rec.EPOCHS_RUN))
     if recorded is not None:
         return recorded
-    if trial.intermediate_values:
-        return max(trial.intermediate_values)  # steps are 1-based epochs
+    if trial.intermediate_values:  # steps are 1-based, steps_per_epoch to an epoch
+        return _as_epochs(max(trial.intermediate_values) / steps_per_epoch)
     return None
 
 
 def pruning_ledger(
-    trials: Sequence[FrozenTrial], *, default_max_epochs: int | None = None
+    trials: Sequence[FrozenTrial],
+    *,
+    default_max_epochs: int | None = None,
+    steps_per_epoch: int = 1,
 ) -> PruningLedger:
     counted = pruned = spent = budget = unknown = 0
     for trial in trials:
         if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
             continue
-        ran = epochs_run(trial)
+        ran = epochs_run(trial, steps_per_epoch=steps_per_epoch)
         cap = _as_int(trial.user_attrs.get(rec.MAX_EPOCHS))
         cap = default_max_epochs if cap is None else cap
         if ran is None or cap is None:
@@ -345,8 +395,8 @@ def pruning_ledger(
     return PruningLedger(
         trials=counted,
         pruned_trials=pruned,
-        epochs_spent=spent,
-        epochs_without_pruning=budget,
+        epochs_spent=_as_epochs(spent) or 0,
+        epochs_without_pruning=_as_epochs(budget) or 0,
         unknown=unknown,
     )
 
@@ -386,13 +436,78 @@ def trials_table(
     ).reset_index(drop=True)
 
 
-def learning_curves(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
+def learning_curves(trials: Sequence[FrozenTrial], *, steps_per_epoch: int = 1) -> pd.DataFrame:
+    """One row per reported value; `epoch` is the step in (fractional) epochs trained."""
     rows = [
-        {"trial": t.number, "state": t.state.name.lower(), "step": step, "value": value}
+        {
+            "trial": t.number,
+            "state": t.state.name.lower(),
+            "step": step,
+            "epoch": step / steps_per_epoch,
+            "value": value,
+        }
         for t in trials
         for step, value in sorted(t.intermediate_values.items())
     ]
-    return pd.DataFrame(rows, columns=["trial", "state", "step", "value"])
+    return pd.DataFrame(rows, columns=["trial", "state", "step", "epoch", "value"])
+
+
+def shared_populations(trials: Sequence[FrozenTrial]) -> tuple[Population, ...]:
+    """The populations of 2 or more of ``trials`` (by user attr population_id), in order of
+    start; a lone trial (a population of one) shares nothing and is left out."""
+    members: dict[str, list[FrozenTrial]] = {}
+    for trial in trials:
+        key = trial.user_attrs.get(rec.POPULATION_ID)
+        if key is not None:
+            members.setdefault(str(key), []).append(trial)
+    found = []
+    for key, group in members.items():
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda t: (_member(t), t.number))
+        starts = [t.datetime_start for t in group if t.datetime_start is not None]
+        ends = [t.datetime_complete for t in group]
+        sizes = [_as_int(t.user_attrs.get(rec.POPULATION_SIZE)) for t in group]
+        found.append(
+            Population(
+                id=key,
+                size=max((s for s in sizes if s is not None), default=None),
+                trials=tuple(t.number for t in group),
+                start=min(starts, default=None),
+                end=None if None in ends else max(ends),
+            )
+        )
+    return tuple(sorted(found, key=lambda p: (p.start or datetime.max, p.trials[0])))
+
+
+def timeline_rows(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
+    """One row per started trial (end None while it runs), in drawing order: by start, but a
+    shared population's trials together, in member order, where its first trial starts."""
+    shared = {n: p for p in shared_populations(trials) for n in p.trials}
+
+    def order(trial: FrozenTrial) -> tuple:
+        population = shared.get(trial.number)
+        if population is None:
+            return (trial.datetime_start, trial.number, 0)
+        return (population.start, population.trials[0], population.trials.index(trial.number))
+
+    rows = []
+    for trial in sorted((t for t in trials if t.datetime_start is not None), key=order):
+        population = shared.get(trial.number)
+        rows.append(
+            {
+                "trial": trial.number,
+                "state": trial.state.name.lower(),
+                "start": trial.datetime_start,
+                "end": trial.datetime_complete,
+                "population_id": population.id if population else None,
+                "population_member": _member(trial) if population else None,
+                "population_size": population.size if population else None,
+            }
+        )
+    columns = ["trial", "state", "start", "end", "population_id", "population_member",
+               "population_size"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
 
 
 def throughput_points(
@@ -449,6 +564,20 @@ def _as_float(value: Any) -> float | None:
         return None
     value = float(value)
     return None if math.isnan(value) else value
+
+
+def _member(trial: FrozenTrial) -> int:
+    member = _as_int(trial.user_attrs.get(rec.POPULATION_MEMBER))
+    return member if member is not None else trial.number
+
+
+def _as_epochs(value: Any) -> float | None:
+    """A count of epochs, to 4 decimals (as the objective records it); int when whole."""
+    number = _as_float(value)
+    if number is None:
+        return None
+    number = round(number, 4)
+    return int(number) if number.is_integer() else number
 
 
 def _as_int(value: Any) -> int | None:

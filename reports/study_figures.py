@@ -9,6 +9,8 @@ from __future__ import annotations
 import shlex
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
 
 import optuna
 import optuna.visualization as ov
@@ -23,7 +25,7 @@ from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
 from reports.panel import Panel, draw_panel
-from reports.study_data import StudyReport
+from reports.study_data import StudyReport, format_epochs
 
 __all__ = ["study_panels"]
 
@@ -31,6 +33,11 @@ __all__ = ["study_panels"]
 NEED_COMPLETE = {"history", "pareto", "parallel", "importance", "slice", "contour"}
 PRUNED_COLOR = "#d62728"
 COMPLETE_COLOR = "#1f77b4"
+# Trial states as optuna.visualization.plot_timeline colors them, in its legend order.
+STATE_COLORS = {"complete": "blue", "fail": "red", "pruned": "orange", "running": "green",
+                "waiting": "gray"}  # fmt: skip
+# States whose curves Optuna's intermediate-values plot draws (failed trials' are left out).
+CURVE_STATES = ("complete", "pruned", "running")
 CONTOUR = ("lr", "momentum")
 # How to search a parameter, for notes on pinned ones: the search's default ranges
 # (search/space.py DEFAULT_SPACE; the report does not import the search).
@@ -72,12 +79,14 @@ def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
     else:
         panels.append(no_complete("history", title))
 
-    title = "Learning curves (val accuracy per epoch; ✕ = pruned here)"
+    title = "Learning curves (val accuracy over epochs; ✕ = pruned here)"
     if not report.curves.empty:
+        within = (f" A report step is 1/{report.steps_per_epoch} of an epoch."
+                  if report.steps_per_epoch > 1 else "")
         panels.append(panel(
-            "intermediate", title, lambda: _learning_curves(study, report),
-            caption="Dotted lines are pruned trials; each stops at the epoch where the pruner "
-            "cut it. The grey line marks the epoch budget (max_epochs).",
+            "intermediate", title, lambda: _learning_curves(report),
+            caption="Dotted lines are pruned trials; each stops where the pruner cut it."
+            f"{within} The grey line marks the epoch budget (max_epochs).",
         ))
     elif report.is_multi_objective:
         panels.append(Panel("intermediate", title, missing="two-objective studies report no "
@@ -135,7 +144,13 @@ def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
         panels.append(no_complete("slice", title, wide=True))
 
     title = "Timeline"
-    if report.counts.total:
+    if report.populations:
+        panels.append(panel(
+            "timeline", title, lambda: _population_timeline(report), wide=True,
+            caption="Trials in a box trained together as one population (--population); "
+            "the box is labelled with its id.",
+        ))
+    elif report.counts.total:
         panels.append(panel("timeline", title, lambda: ov.plot_timeline(study), wide=True))
     else:
         panels.append(Panel("timeline", title, missing=f"no trials yet: {more_trials}",
@@ -159,22 +174,29 @@ def _first_objective(trial: FrozenTrial) -> float:
     return trial.values[0]
 
 
-def _learning_curves(study: optuna.Study, report: StudyReport) -> go.Figure:
-    figure = ov.plot_intermediate_values(study)
-    pruned = report.curves[report.curves["state"] == "pruned"]
-    for number in pruned["trial"].unique():
-        figure.update_traces(
-            selector={"name": f"Trial{number}"},
-            line={"dash": "dot", "color": "#999999"},
-            marker={"color": "#999999"},
-        )
+def _learning_curves(report: StudyReport) -> go.Figure:
+    """Optuna's intermediate-values plot, drawn from the extract with epochs on the x axis."""
+    figure = go.Figure()
+    curves = report.curves[report.curves["state"].isin(CURVE_STATES)]
+    for number, curve in curves.groupby("trial", sort=True):
+        pruned = curve["state"].iloc[0] == "pruned"
+        grey = {"color": "#999999"} if pruned else {}
+        figure.add_trace(go.Scatter(
+            x=curve["epoch"], y=curve["value"], mode="lines+markers", name=f"Trial{number}",
+            line={"dash": "dot", **grey} if pruned else None,
+            marker={"maxdisplayed": 10, **grey},
+            text=[f"trial {number}, epoch {format_epochs(e)} (step {s})" for e, s in zip(
+                curve["epoch"], curve["step"], strict=True)],
+            hovertemplate="%{text}<br>val acc %{y:.4f}<extra></extra>",
+        ))
+    pruned = curves[curves["state"] == "pruned"]
     last = pruned.sort_values("step").groupby("trial").tail(1)
     if not last.empty:
         figure.add_trace(go.Scatter(
-            x=last["step"], y=last["value"], mode="markers", name="pruned here",
+            x=last["epoch"], y=last["value"], mode="markers", name="pruned here",
             marker={"symbol": "x", "size": 11, "color": PRUNED_COLOR},
-            text=[f"trial {n} pruned after epoch {s}" for n, s in zip(
-                last["trial"], last["step"], strict=True)],
+            text=[f"trial {n} pruned after {format_epochs(e)} epoch{'' if e == 1 else 's'}"
+                  for n, e in zip(last["trial"], last["epoch"], strict=True)],
             hoverinfo="text",
         ))
     if report.max_epochs:
@@ -183,6 +205,63 @@ def _learning_curves(study: optuna.Study, report: StudyReport) -> go.Figure:
     figure.update_layout(xaxis={"title": "epoch", "dtick": 1}, yaxis_title="val accuracy",
                          showlegend=False)
     return figure
+
+
+def _population_timeline(report: StudyReport) -> go.Figure:
+    """Optuna's timeline (a bar per trial, colored by state), with each population's trials on
+    adjacent rows inside a box labelled with its id."""
+    rows = report.timeline.reset_index(drop=True)
+    now = datetime.now()  # running trials end now
+    ends = [end if end is not None and end == end else now for end in rows["end"]]
+    rows = rows.assign(end=ends)
+    figure = go.Figure()
+    for state, color in STATE_COLORS.items():
+        bars = rows[rows["state"] == state]
+        if bars.empty:
+            continue
+        figure.add_trace(go.Bar(
+            name=state.upper(), orientation="h", y=bars.index,
+            base=[start.isoformat() for start in bars["start"]],
+            x=[(end - start).total_seconds() * 1000 for start, end in zip(
+                bars["start"], bars["end"], strict=True)],
+            marker={"color": color},
+            text=[_bar_hover(row) for row in bars.itertuples()], textposition="none",
+            hovertemplate="%{text}<extra></extra>",
+        ))
+    for population in report.populations:
+        members = rows.index[rows["population_id"] == population.id]
+        if members.empty:
+            continue  # none of its trials started yet
+        first, last = members.min(), members.max()
+        end = max(rows.loc[members, "end"])
+        figure.add_shape(
+            type="rect", xref="x", yref="y", x0=population.start, x1=end,
+            y0=first - 0.5, y1=last + 0.5, line={"color": "#444444", "width": 1},
+            fillcolor="rgba(0, 0, 0, 0.04)", layer="below",
+        )
+        figure.add_annotation(
+            x=end, y=(first + last) / 2, xref="x", yref="y", text=population.id,
+            showarrow=False, xanchor="left", xshift=4, font={"size": 10, "color": "#444444"},
+        )
+    begin, finish = min(rows["start"]), max(rows["end"])
+    label_room = (finish - begin) * 0.15  # right of the last box, for its id
+    figure.update_layout(
+        xaxis={"title": "Datetime", "type": "date", "range": [begin, finish + label_room]},
+        yaxis={"title": "Trial", "tickmode": "array", "tickvals": list(rows.index),
+               "ticktext": [str(n) for n in rows["trial"]]},
+        barmode="overlay", showlegend=True,
+    )
+    return figure
+
+
+def _bar_hover(row: Any) -> str:  # a row of report.timeline, from itertuples
+    text = f"trial {row.trial} ({row.state})"
+    if isinstance(row.population_id, str):
+        size = row.population_size
+        of = f" of {int(size)}" if size == size and size is not None else ""
+        text += (f"<br>population {row.population_id}, member {int(row.population_member)}"
+                 f"{of}")
+    return f"{text}<br>{row.start:%H:%M:%S} – {row.end:%H:%M:%S}"
 
 
 def _throughput(report: StudyReport) -> go.Figure:

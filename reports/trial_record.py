@@ -17,6 +17,10 @@ TEST_ACCURACY = "test_accuracy"  # of the last epoch's model, finished trials on
 N_PARAMS = "n_params"
 SEED = "seed"
 FAIL_REASON = "fail_reason"  # why a trial failed or diverged, one line
+# -- populations (``--population K``): trials trained together as one fused module
+POPULATION_ID = "population_id"  # the same for every trial of one population
+POPULATION_SIZE = "population_size"  # members at its start
+POPULATION_MEMBER = "population_member"  # this trial's index in it
 
 # -- crash recovery: who runs the trial, and which failed trial it repeats
 WORKER_PID = "worker_pid"
@@ -36,3 +40,4 @@ STAMP_KEYS = (DEVICE_NAME, TORCH_VERSION, GIT_COMMIT, DATASET, DATASET_SOURCE, S
 # -- study user attributes (besides DATASET, DATASET_SOURCE, MAX_EPOCHS, DEVICE_NAME)
 OBJECTIVES = "objectives"  # e.g. ["accuracy"] or ["accuracy", "throughput"]
 SPACE = "space"  # {"searched": [names], "pinned": {name: value}}
+STEPS_PER_EPOCH = "steps_per_epoch"  # report steps per epoch (1: a step is an epoch)

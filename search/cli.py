@@ -36,6 +36,7 @@ from search.space import DEFAULT_SPACE, SEARCHABLE
 # minutes on an idle machine, most trials pruned, best test accuracy around 98 %.
 DEFAULT_N_TRIALS = 30
 DEFAULT_TIMEOUT = 240.0  # seconds; no trial starts later, so a first run ends within 5 minutes
+DEFAULT_POPULATION = 1  # trials per fused population (--population)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,6 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="database storage only: a running trial writes a heartbeat every SECONDS; one "
         "silent for 3x that (its worker died) is failed and run again once by another worker "
         f"(default: {HEARTBEAT_INTERVAL})",
+    )
+    a(
+        "--population",
+        type=_positive_int,
+        default=DEFAULT_POPULATION,
+        metavar="K",
+        help="trials trained together as one fused model: each worker asks K trials at once "
+        "(TPE as a constant liar, so they differ), trains those of one architecture as one "
+        "population and prunes each on its own; 1 trains one trial at a time. Two-objective "
+        "studies always use 1 (each trial's own speed is an objective) (default: %(default)s)",
     )
     a("--no-report", action="store_true", help="do not build the HTML report at the end")
     a(

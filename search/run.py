@@ -8,6 +8,7 @@ one visible place.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -34,7 +35,7 @@ from reports.study_data import study_report
 from search.console import progress_bar, trial_line
 from search.locks import StudyLock
 from search.recovery import INTERRUPTED, counted, recover, stamp
-from search.setup import Place, StudySettings, locate, prepare
+from search.setup import Place, StudySettings, locate, population_size, prepare
 from search.space import searched_names
 from search.summary import format_summary
 
@@ -45,6 +46,8 @@ CONNECTION_RETRIES = 3  # database errors in a row (1 s, 2 s, 3 s apart) before 
 MAX_REPLACEMENTS = 3  # children the parent starts in place of crashed ones, per child slot
 START_TIMEOUT = 300.0  # seconds the parent waits for the first child to create the study
 
+# trains a batch of trials and tells each as it ends (search.objective.Objective.run), or a
+# plain Optuna objective (one trial -> its value, or optuna.TrialPruned)
 Objective = Callable[[optuna.trial.Trial], Any]
 OnTrialEnd = Callable[[FrozenTrial], None]
 
@@ -84,6 +87,7 @@ def run_study(settings: StudySettings) -> int:
             n_trials=settings.n_trials,
             lock=lock,
             timeout=settings.timeout,
+            population=population_size(settings),
             on_trial_end=on_trial_end,
         )
     except KeyboardInterrupt:
@@ -182,16 +186,18 @@ def run_trials(
     n_trials: int,
     lock: StudyLock,
     timeout: float | None = None,
+    population: int = 1,
     on_trial_end: OnTrialEnd = lambda trial: None,
 ) -> None:
-    """Run trials one at a time until the study as a whole has ``n_trials`` counted trials and
-    none is WAITING or RUNNING (see ``_step``), or until ``timeout`` seconds have passed. A
-    lost database connection is retried CONNECTION_RETRIES times, then a StorageError."""
+    """Run up to ``population`` trials at a time until the study as a whole has ``n_trials``
+    counted trials and none is WAITING or RUNNING (see ``_step``), or until ``timeout``
+    seconds have passed. A lost database connection is retried CONNECTION_RETRIES times, then
+    a StorageError."""
     deadline = time.monotonic() + timeout if timeout else None
     failures = 0
     while deadline is None or time.monotonic() < deadline:
         try:
-            done = _step(study, objective, n_trials, lock, on_trial_end)
+            done = _step(study, objective, n_trials, lock, population, on_trial_end)
         except Exception as e:
             # the database went away (restart, network): finished trials are stored; a trial
             # that was running is failed by the heartbeat and retried by a worker later
@@ -216,29 +222,38 @@ def run_trials(
 
 
 def _step(
-    study: optuna.Study, objective: Objective, n_trials: int, lock: StudyLock, on_end: OnTrialEnd
+    study: optuna.Study,
+    objective: Objective,
+    n_trials: int,
+    lock: StudyLock,
+    population: int,
+    on_end: OnTrialEnd,
 ) -> bool:
-    """One trial, or one look for work (sleeping a while); True when there is none left."""
-    trial = None
+    """Up to ``population`` trials, or one look for work (sleeping a while); True when there
+    is none left."""
+    trials: list[optuna.trial.Trial] = []
     with lock.hold():
         recover(study, atomic=lock.atomic)
-        trials = study.get_trials(deepcopy=False)
-        waiting = any(t.state == TrialState.WAITING for t in trials)
-        if len(counted(trials)) < n_trials or waiting:
-            with warnings.catch_warnings():  # _run_trial runs the heartbeat, as optimize would
-                warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-                trial = study.ask()
-            try:
+        stored = study.get_trials(deepcopy=False)
+        waiting = sum(t.state == TrialState.WAITING for t in stored)
+        wanted = min(population, max(n_trials - len(counted(stored)), 0) + waiting)
+        try:
+            for _ in range(wanted):  # each new trial counts, so the total stays exact
+                with warnings.catch_warnings():  # _run_group runs the heartbeat, as optimize
+                    warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+                    trial = study.ask()
+                trials.append(trial)
                 if is_heartbeat_enabled(study._storage):
                     # beat once now: a trial with no heartbeat yet is never judged stale, and
-                    # its worker may die before _run_trial starts the heartbeat thread
+                    # its worker may die before _run_group starts the heartbeat threads
                     study._storage.record_heartbeat(trial._trial_id)
                 stamp(trial)
-            except BaseException as e:  # a Ctrl-C too
+        except BaseException as e:  # a Ctrl-C too
+            for trial in trials:
                 _fail(study, trial, e)
-                raise
-    if trial is not None:
-        _run_trial(study, trial, objective, on_end)
+            raise
+    if trials:
+        _run_group(study, trials, objective, on_end)
         return False
     # nothing left to start: wait while another worker's trial runs, in case that worker dies
     # (on the journal only this machine's processes can be watched)
@@ -246,29 +261,57 @@ def _step(
     here = socket.gethostname()
     if any(
         t.state == TrialState.RUNNING and (heartbeat or t.user_attrs.get(rec.WORKER_HOST) == here)
-        for t in trials
+        for t in stored
     ):
         time.sleep(POLL_SECONDS)
         return False
     return True
 
 
-def _run_trial(
-    study: optuna.Study, trial: optuna.trial.Trial, objective: Objective, on_end: OnTrialEnd
+def _run_group(
+    study: optuna.Study,
+    trials: list[optuna.trial.Trial],
+    objective: Objective,
+    on_end: OnTrialEnd,
 ) -> None:
-    """Objective, then tell, with the heartbeat beating on database storage. A Ctrl-C or a bug
-    fails the trial right here, with its reason, and is raised again (a lost database cannot
-    be told: the heartbeat fails that trial later)."""
-    with get_heartbeat_thread(trial._trial_id, study._storage):
+    """Train ``trials`` (the objective tells each as it ends), with a heartbeat beating for
+    every one on database storage. A Ctrl-C or a bug fails every trial not yet ended right
+    here, with its reason, and is raised again (a lost database cannot be told: the heartbeat
+    fails those trials later)."""
+    running = {t.number: t for t in trials}
+
+    def tell(trial: optuna.trial.Trial, state: TrialState, values: Any = None) -> None:
+        del running[trial.number]
+        on_end(study.tell(trial, values, state=None if state == TrialState.COMPLETE else state))
+
+    run = getattr(objective, "run", None) or _one_by_one(objective)
+    with contextlib.ExitStack() as beating:
+        for trial in trials:
+            beating.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
         try:
-            values = objective(trial)
-        except optuna.TrialPruned:
-            on_end(study.tell(trial, state=TrialState.PRUNED))
-            return
+            run(trials, tell)
         except BaseException as e:  # a Ctrl-C too
-            on_end(_fail(study, trial, e))
+            for trial in list(running.values()):
+                running.pop(trial.number)
+                on_end(_fail(study, trial, e))
             raise
-    on_end(study.tell(trial, values))
+    if running:  # the objective left some untold: a bug
+        raise RuntimeError(f"the objective did not end trials {sorted(running)}")
+
+
+def _one_by_one(objective: Objective) -> Callable[..., None]:
+    """A plain Optuna objective as ``run(trials, tell)``."""
+
+    def run(trials: list[optuna.trial.Trial], tell: Callable[..., None]) -> None:
+        for trial in trials:
+            try:
+                values = objective(trial)
+            except optuna.TrialPruned:
+                tell(trial, TrialState.PRUNED)
+                continue
+            tell(trial, TrialState.COMPLETE, values)
+
+    return run
 
 
 def _fail(study: optuna.Study, trial: optuna.trial.Trial, error: BaseException) -> FrozenTrial:

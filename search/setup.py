@@ -18,7 +18,7 @@ from mnistcore import TrainConfig, UserError, load_dataset, resolve_dataset, res
 from reports import trial_record as rec
 from reports.storage import open_storage
 from search.locks import StudyLock, study_lock
-from search.objective import Objective, run_stamps
+from search.objective import REDUCTION, Objective, report_steps, run_stamps
 from search.recovery import retry_stale
 from search.space import (
     SEARCHABLE,
@@ -46,7 +46,6 @@ LARGE_SET = 10_000  # training images from which a set counts as large
 # Successive halving by default: Hyperband splits trials into brackets and its sampler learns
 # from each bracket's trials alone, so 30 trials in 3 brackets would leave TPE mostly random.
 DEFAULT_PRUNER = "sha"
-REDUCTION_FACTOR = 3  # a trial goes on past a rung when in the top third of those there
 TPE_STARTUP_TRIALS = 10  # random trials before TPE (and GP) start modelling
 DATA_SPLIT_SEED = 0  # the validation split never moves with --seed, so studies stay comparable
 
@@ -80,6 +79,7 @@ class StudySettings:
     synthetic_size: int
     workers: int
     heartbeat: int | None
+    population: int  # trials trained together as one fused module (1: one at a time)
     pruner_given: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -165,6 +165,8 @@ def prepare(settings: StudySettings) -> Prepared:
         s.dataset, data_dir=s.data_dir, seed=DATA_SPLIT_SEED, synthetic_size=s.synthetic_size
     )
     epochs = s.epochs or default_epochs(data.sizes["train"])
+    per_epoch, _ = report_steps(data.sizes["train"], epochs)
+    steps = epochs * per_epoch  # a trial's report steps: pruners count in these
     if stored is not None and s.epochs is None:
         _check_resumable(stored, s, dataset=place.dataset, epochs=epochs)
     n_existing = _count_finished(stored)
@@ -175,9 +177,13 @@ def prepare(settings: StudySettings) -> Prepared:
         study_name=place.study_name,
         # a resumed run draws fresh points instead of replaying the first run's random ones
         sampler=make_sampler(
-            s.sampler, seed=s.seed + n_existing, brackets=_brackets(pruner, epochs)
+            s.sampler,
+            seed=s.seed + n_existing,
+            brackets=_brackets(pruner, steps),
+            # K trials asked at once: each is proposed as if the others' results were in
+            liar=population_size(s) > 1,
         ),
-        pruner=make_pruner(pruner, epochs=epochs),
+        pruner=make_pruner(pruner, steps=steps),
         directions=["maximize"] * len(s.objectives),
         load_if_exists=True,
     )
@@ -189,6 +195,7 @@ def prepare(settings: StudySettings) -> Prepared:
         rec.DATASET: data.name,
         rec.DATASET_SOURCE: data.source,
         rec.MAX_EPOCHS: epochs,
+        rec.STEPS_PER_EPOCH: per_epoch,
         rec.OBJECTIVES: list(s.objectives),
         rec.SPACE: space_record(s.space),
         rec.DEVICE_NAME: stamps[rec.DEVICE_NAME],
@@ -204,7 +211,11 @@ def prepare(settings: StudySettings) -> Prepared:
     if not searched_names(s.space):
         log.warning("every parameter is pinned: each trial trains the same configuration")
     if prunes:
-        log.info("sampler %s, pruner %s, up to %d epochs per trial", s.sampler, s.pruner, epochs)
+        log.info(
+            "sampler %s, pruner %s, up to %d epochs per trial, judged first after %s",
+            s.sampler, s.pruner, epochs,
+            "1 epoch" if per_epoch == 1 else f"1/{per_epoch} epoch",
+        )  # fmt: skip
     else:
         log.info(
             "sampler %s; pruning disabled: Optuna cannot prune multi-objective studies%s",
@@ -223,7 +234,15 @@ def default_epochs(n_train: int) -> int:
     return LARGE_SET_EPOCHS if n_train >= LARGE_SET else SMALL_SET_EPOCHS
 
 
-def make_sampler(kind: str, *, seed: int, brackets: int = 1) -> optuna.samplers.BaseSampler:
+def population_size(settings: StudySettings) -> int:
+    """Trials trained together: ``--population``, or 1 for a two-objective study, whose
+    throughput objective measures each trial's own speed."""
+    return 1 if len(settings.objectives) > 1 else settings.population
+
+
+def make_sampler(
+    kind: str, *, seed: int, brackets: int = 1, liar: bool = False
+) -> optuna.samplers.BaseSampler:
     # under Hyperband each bracket's sampler starts on its own: share the random start-up
     startup = max(3, math.ceil(TPE_STARTUP_TRIALS / brackets))
     if kind == "random":
@@ -238,17 +257,18 @@ def make_sampler(kind: str, *, seed: int, brackets: int = 1) -> optuna.samplers.
         return optuna.samplers.QMCSampler(
             seed=seed, scramble=True, warn_independent_sampling=False
         )
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=liar)
 
 
-def make_pruner(kind: str, *, epochs: int) -> optuna.pruners.BasePruner:
+def make_pruner(kind: str, *, steps: int) -> optuna.pruners.BasePruner:
+    """The pruner of ``kind`` for trials of ``steps`` report steps (search/objective.py)."""
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=epochs, reduction_factor=REDUCTION_FACTOR
+            min_resource=1, max_resource=steps, reduction_factor=REDUCTION
         )
     if kind == "sha":
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=1, reduction_factor=REDUCTION_FACTOR
+            min_resource=1, reduction_factor=REDUCTION
         )
     if kind == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
@@ -257,11 +277,11 @@ def make_pruner(kind: str, *, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def _brackets(pruner: str, epochs: int) -> int:
+def _brackets(pruner: str, steps: int) -> int:
     """Hyperband's number of brackets, as Optuna computes it for min_resource=1; else 1."""
     if pruner != "hyperband":
         return 1
-    return math.floor(math.log(epochs, REDUCTION_FACTOR) + 1e-9) + 1
+    return math.floor(math.log(steps, REDUCTION) + 1e-9) + 1
 
 
 def _count_finished(study: optuna.Study | None) -> int:

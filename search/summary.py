@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.study_data import BestTrial, StudyReport, train_command
+from reports.study_data import BestTrial, StudyReport, format_epochs, train_command
 
 
 def format_summary(report: StudyReport, *, run_lines: list[str] | None = None) -> str:
@@ -26,7 +26,8 @@ def format_summary(report: StudyReport, *, run_lines: list[str] | None = None) -
     ledger = report.ledger
     if ledger.epochs_without_pruning:
         out.append(
-            f"epochs trained: {ledger.epochs_spent} of {ledger.epochs_without_pruning} a "
+            f"epochs trained: {format_epochs(ledger.epochs_spent)} of "
+            f"{format_epochs(ledger.epochs_without_pruning)} a "
             f"no-pruning run would have spent ({1 - ledger.saved_fraction:.0%}) over "
             f"{ledger.trials} complete or pruned trials"
         )

@@ -189,6 +189,93 @@ def make_two_objective(storage: optuna.storages.BaseStorage | str, name: str = "
     return study
 
 
+# --- a study of populations, reporting within epochs (``--population 4`` on 54k images) ------
+
+STEPS_PER_EPOCH = 9  # 54,000 training images in steps of 6,000
+POPULATION_EPOCHS = 2
+POPULATION_STEPS = (1, 3, 9, 18)  # the pruners' rungs 1, 3, 9 and each epoch's end
+# trial number -> (population id, member, pruned after step or None: complete). Population B's
+# trials are asked around trial 6, a lone trial (a population of one) of another worker.
+POPULATION_PLAN = {
+    0: ("gpu-box-101-0", 0, None),
+    1: ("gpu-box-101-0", 1, 1),
+    2: ("gpu-box-101-0", 2, 3),
+    3: ("gpu-box-101-0", 3, 3),
+    4: ("gpu-box-101-4", 0, 3),
+    5: ("gpu-box-101-4", 1, None),
+    6: ("gpu-box-202-6", 0, None),
+    7: ("gpu-box-101-4", 2, 1),
+    8: ("gpu-box-101-4", 3, None),
+}
+POPULATION_STARTS = {"gpu-box-101-0": 0, "gpu-box-101-4": 40, "gpu-box-202-6": 41}  # seconds
+
+
+def step_curve(i: int, last_step: int) -> dict[int, float]:
+    """Val accuracy at each report step up to ``last_step``, rising with the epochs trained."""
+    ceiling = 0.80 + 0.1 * ((i * 0.61) % 1.0)
+    return {
+        s: round(ceiling - 0.2 * math.exp(-0.8 * s / STEPS_PER_EPOCH), 4)
+        for s in POPULATION_STEPS
+        if s <= last_step
+    }
+
+
+def make_population_study(
+    storage: optuna.storages.BaseStorage | str, name: str = "fashion-population"
+):
+    """Trials trained in populations, reporting 9 times an epoch: pruned after 1/9 and 3/9 of
+    the first epoch, or complete after 2 epochs."""
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    study.set_user_attr(rec.DATASET, "fashion-mnist")
+    study.set_user_attr(rec.DATASET_SOURCE, STAMPS["dataset_source"])
+    study.set_user_attr(rec.MAX_EPOCHS, POPULATION_EPOCHS)
+    study.set_user_attr(rec.STEPS_PER_EPOCH, STEPS_PER_EPOCH)
+    study.set_user_attr(rec.OBJECTIVES, ["accuracy"])
+    sizes = {}
+    for population, _, _ in POPULATION_PLAN.values():
+        sizes[population] = sizes.get(population, 0) + 1
+    for i, (population, member, pruned_at) in POPULATION_PLAN.items():
+        last = pruned_at or POPULATION_EPOCHS * STEPS_PER_EPOCH
+        curve = step_curve(i, last)
+        epochs = round(last / STEPS_PER_EPOCH, 4)  # as the objective records them
+        best = max(curve, key=curve.get) / STEPS_PER_EPOCH
+        attrs = {
+            **STAMPS,
+            rec.MAX_EPOCHS: POPULATION_EPOCHS,
+            rec.N_PARAMS: 20000,
+            rec.SEED: 0,
+            rec.CONFIG: config_of(i, epochs=POPULATION_EPOCHS),
+            rec.EPOCHS_RUN: int(epochs) if epochs.is_integer() else epochs,
+            rec.EPOCH_SECONDS: [18.0] * int(epochs),  # completed epochs only
+            rec.BEST_EPOCH: int(best) if best.is_integer() else round(best, 4),
+            rec.IMAGES_PER_SECOND: 12000.0 + 500 * member,
+            rec.POPULATION_ID: population,
+            rec.POPULATION_SIZE: sizes[population],
+            rec.POPULATION_MEMBER: member,
+        }
+        complete = pruned_at is None
+        if complete:
+            attrs[rec.TEST_ACCURACY] = round(curve[last] - 0.004, 4)
+        start = START + timedelta(seconds=POPULATION_STARTS[population])
+        study.add_trial(
+            FrozenTrial(
+                number=i,
+                state=TrialState.COMPLETE if complete else TrialState.PRUNED,
+                value=None,
+                values=[curve[last]] if complete else None,
+                datetime_start=start,
+                datetime_complete=start + timedelta(seconds=2.0 * last),  # 2 s a step
+                params=params_of(i),
+                distributions=DISTRIBUTIONS,
+                user_attrs=attrs,
+                system_attrs={},
+                intermediate_values=curve,
+                trial_id=i,
+            )
+        )
+    return study
+
+
 def make_only_failed(storage: optuna.storages.BaseStorage | str, name: str = "all-failed"):
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
     for i in range(3):

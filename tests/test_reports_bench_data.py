@@ -14,8 +14,10 @@ from reports.bench_data import (
     load_benchmarks,
     machine_rows,
     machine_summary,
+    population_table,
     speedup_table,
 )
+from reports.bench_figures import population_panels
 from tests.reports_fixtures import START, bench_case, run_document, write_benchmarks
 
 
@@ -119,3 +121,91 @@ def test_machine_rows_flatten_and_leave_long_lists_out(bench_dir):
     assert rows["cpu.brand_raw"] == "AMD EPYC"
     assert "cpu.flags" not in rows
     assert rows["commit"] == "05824bc0ffee"
+
+
+def population_case(device: str, model: str, k: int | None, ips: float, speedup=None) -> dict:
+    """A population_step benchmark as bench/test_population.py saves it; ``k`` None is the
+    single-model baseline."""
+    batch = 128 if model == "study" else 64
+    size = "single" if k is None else f"K{k}"
+    case = bench_case(
+        "population_step", device, ips, model=model, batch_size=batch,
+        group=f"population_step[{model}-bs{batch}-{size}]",
+    )  # fmt: skip
+    case["extra_info"].update(
+        mode="single" if k is None else "population",
+        population=k or 1,
+        member_images_per_second=ips,
+    )
+    if speedup is not None:
+        case["extra_info"]["speedup_vs_single"] = speedup
+    return case
+
+
+def population_run() -> list[dict]:
+    """CPU: both presets at K = 1, 8, 16 with their baselines; CUDA: the study net at K = 1, 256
+    with no baseline (its ratio missing); plus a train step, which is no population case."""
+    cases = [bench_case("train_step", "cpu", 15000.0)]
+    for model, single, rates in (
+        ("seed", 12000.0, {1: 20000.0, 8: 27000.0, 16: 30000.0}),
+        ("study", 8000.0, {1: 7600.0, 8: 10400.0, 16: 9600.0}),
+    ):
+        cases.append(population_case("cpu", model, None, single))
+        cases += [population_case("cpu", model, k, v, v / single) for k, v in rates.items()]
+    cases += [population_case("cuda", "study", k, v) for k, v in ((1, 9e4), (256, 2.4e6))]
+    return cases
+
+
+def _population_rows(tmp_path: Path, cases: list[dict]):
+    machine = tmp_path / "box"
+    machine.mkdir()
+    (machine / "0001_x.json").write_text(json.dumps(run_document(cases, START)))
+    return load_benchmarks(tmp_path).rows
+
+
+def test_population_table_pairs_each_k_with_its_baseline(tmp_path):
+    table = population_table(_population_rows(tmp_path, population_run()))
+    # One row per device, preset and K; the baselines are not rows of their own.
+    keys = list(zip(table["device"], table["model"], table["population"], strict=True))
+    assert keys == [
+        ("cpu", "seed", 1), ("cpu", "seed", 8), ("cpu", "seed", 16),
+        ("cpu", "study", 1), ("cpu", "study", 8), ("cpu", "study", 16),
+        ("cuda", "study", 1), ("cuda", "study", 256),
+    ]  # fmt: skip
+    row = table.set_index(["device", "model", "population"]).loc[("cpu", "study", 8)]
+    assert row["member_images_per_second"] == 10400
+    assert row["single_images_per_second"] == 8000
+    assert row["speedup_vs_single"] == pytest.approx(1.3)
+    assert row["batch_size"] == 128
+    # Without a baseline in the run, the CUDA rows have neither its img/s nor a ratio.
+    cuda = table[table["device"] == "cuda"]
+    assert cuda["single_images_per_second"].isna().all()
+    assert cuda["speedup_vs_single"].isna().all()
+
+
+def test_population_rows_keep_k_mode_and_rates(tmp_path):
+    rows = _population_rows(tmp_path, population_run())
+    single = rows[(rows["kind"] == "population_step") & (rows["mode"] == "single")]
+    assert set(single["population"]) == {1} and single["speedup_vs_single"].isna().all()
+    # images_per_second counts member-images: the same figure as member_images_per_second.
+    fused = rows[rows["mode"] == "population"]
+    assert (fused["images_per_second"] == fused["member_images_per_second"]).all()
+
+
+def test_run_without_population_cases_has_an_empty_table_and_a_note(tmp_path):
+    rows = _population_rows(tmp_path, [bench_case("train_step", "cpu", 15000.0)])
+    assert population_table(rows).empty
+    (panel,) = population_panels(rows, "run")
+    assert panel.figure is None and "no population_step case" in panel.missing
+
+
+def test_population_panels_one_per_device(tmp_path):
+    rows = _population_rows(tmp_path, population_run())
+    panels = population_panels(rows, "run")
+    assert [p.key for p in panels] == ["population-cpu-run", "population-cuda-run"]
+    cpu = panels[0]
+    # One line per preset plus each preset's dashed single-model line.
+    names = [trace.name for trace in cpu.figure.data]
+    assert names == ["seed (bs 64)", "seed: single model", "study (bs 128)", "study: single model"]
+    assert "study K=8 1.30x" in cpu.caption
+    assert "no single-model baseline" in panels[1].caption

@@ -23,6 +23,7 @@ from tests.conftest import require_command
 from tests.reports_fixtures import (
     make_empty,
     make_only_failed,
+    make_population_study,
     make_single_objective,
     make_two_objective,
     write_benchmarks,
@@ -38,6 +39,8 @@ EXPECTED_PLOTS = {
     "studies/fashion-lr.html": 8,  # history, curves, acc vs img/s, parallel, importance,
     # slice, contour, timeline
     "studies/mnist-pareto.html": 9,  # no curves; Pareto front; one importance per objective
+    "studies/fashion-population.html": 8,  # as fashion-lr; curves in fractional epochs, the
+    # timeline with a box per population
     "studies/all-failed.html": 1,  # the timeline of the failed trials
     "studies/empty.html": 0,
 }
@@ -63,6 +66,7 @@ def report(tmp_path_factory) -> tuple[Path, list[str]]:
     storage = JournalStorage(JournalFileBackend(str(root / "optuna-journal.log")))
     make_single_objective(storage)
     make_two_objective(storage)
+    make_population_study(storage)
     make_only_failed(storage)
     make_empty(storage)
     write_benchmarks(root / ".benchmarks")  # with one damaged file
@@ -95,6 +99,11 @@ def test_build_writes_every_page_offline(report):
     assert [p.name for p in out.rglob("*.js")] == ["plotly.min.js"]
     study = (out / "studies" / "fashion-lr.html").read_text()
     assert "25%" in study  # ledger: 36 of 48 epochs trained
+    assert '<div class="v">36</div><div class="l">epochs trained</div>' in study  # whole: ints
+    population = (out / "studies" / "fashion-population.html").read_text()
+    # ledger in fractional epochs: 9.2221 of 18 trained; the table's epochs too
+    assert '<div class="v">9.22</div><div class="l">epochs trained</div>' in population
+    assert "<td>0.11</td>" in population and "<td>gpu-box-101-4</td>" in population
 
 
 @pytest.fixture(scope="module")

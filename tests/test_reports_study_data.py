@@ -14,24 +14,32 @@ from optuna.trial import TrialState, create_trial
 
 from mnistcore.cli import add_config_arguments, config_from_args
 from mnistcore.config import TrainConfig
+from reports import trial_record as rec
 from reports.study_data import (
     MACHINE_DEFAULTS,
     extract_study,
+    format_epochs,
     learning_curves,
     pareto_numbers,
     pruning_ledger,
+    shared_populations,
     slugify,
+    steps_per_epoch,
     study_report,
+    timeline_rows,
     train_command,
     trial_counts,
 )
 from tests.reports_fixtures import (
     MAX_EPOCHS,
     PLAN,
+    POPULATION_PLAN,
+    STEPS_PER_EPOCH,
     accuracy_curve,
     config_of,
     make_empty,
     make_only_failed,
+    make_population_study,
     make_single_objective,
     make_two_objective,
 )
@@ -179,7 +187,107 @@ def test_trial_counts_and_slugs():
 
 
 def test_learning_curves_of_no_trials():
-    assert list(learning_curves([]).columns) == ["trial", "state", "step", "value"]
+    assert list(learning_curves([]).columns) == ["trial", "state", "step", "epoch", "value"]
+
+
+def test_format_epochs():
+    # Whole epochs print as before (ints); fractions of an epoch with 2 decimals.
+    assert [format_epochs(x) for x in (13, 13.0, 0, 0.3333, 0.1111, 9.2221)] == [
+        "13", "13", "0", "0.33", "0.11", "9.22",
+    ]  # fmt: skip
+    # A sum of rounded ninths that is whole at 2 decimals prints whole.
+    assert format_epochs(0.9999) == "1"
+    assert format_epochs(None) == "–" and format_epochs(math.nan) == "–"
+
+
+def test_steps_per_epoch_defaults_to_one():
+    assert steps_per_epoch({rec.STEPS_PER_EPOCH: 9}) == 9
+    # Older studies did not record it: a step was an epoch.
+    assert steps_per_epoch({}) == 1 and steps_per_epoch({rec.STEPS_PER_EPOCH: 0}) == 1
+
+
+def _pruned_after(step: int) -> list:
+    return [n for n, (_, _, at) in POPULATION_PLAN.items() if at == step]
+
+
+def test_ledger_counts_fractions_of_an_epoch(storage):
+    report = study_report(make_population_study(storage))
+    ledger = report.ledger
+    # 4 complete trials x 2 epochs + trials pruned after 1/9 and 3/9 of the first epoch,
+    # as the objective records them (epochs_run to 4 decimals).
+    spent = 4 * 2 + len(_pruned_after(1)) * 0.1111 + len(_pruned_after(3)) * 0.3333
+    assert ledger.epochs_spent == pytest.approx(spent) == 9.2221
+    assert ledger.epochs_without_pruning == 9 * 2
+    assert (ledger.trials, ledger.pruned_trials) == (9, 5)
+    assert format_epochs(ledger.epochs_spent) == "9.22"
+    assert report.steps_per_epoch == STEPS_PER_EPOCH
+
+
+def test_ledger_falls_back_to_steps_over_steps_per_epoch():
+    trials = [
+        create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.5, 3: 0.6}),
+        create_trial(value=0.9, intermediate_values={1: 0.7, 9: 0.8, 18: 0.9}),
+    ]
+    ledger = pruning_ledger(trials, default_max_epochs=2, steps_per_epoch=9)
+    # No epochs_run recorded: the last step, 3, is a third of an epoch.
+    assert ledger.epochs_spent == pytest.approx(2 + 3 / 9, abs=1e-4)
+    assert ledger.epochs_without_pruning == 4
+
+
+def test_fractional_epochs_stay_fractional(storage):
+    report = study_report(make_population_study(storage))
+    table = report.trials.set_index("trial")
+    # Read as recorded, not truncated to 0.
+    assert table.loc[1, "epochs_run"] == 0.1111 and table.loc[2, "best_epoch"] == 0.3333
+    assert table.loc[0, "epochs_run"] == 2
+    assert report.best.epochs_run == 2 and isinstance(report.best.epochs_run, int)
+
+
+def test_learning_curves_have_an_epoch_column(storage):
+    curves = study_report(make_population_study(storage)).curves
+    # Trial 1 was pruned at the first rung: one value, at step 1 = 1/9 epoch.
+    one = curves[curves["trial"] == 1]
+    assert one[["step", "epoch"]].values.tolist() == [[1, pytest.approx(1 / 9)]]
+    complete = curves[curves["trial"] == 0]
+    assert complete["step"].tolist() == [1, 3, 9, 18]
+    assert complete["epoch"].tolist() == pytest.approx([1 / 9, 1 / 3, 1, 2])
+    # One step per epoch (older studies, mnist-5k): the epoch is the step.
+    old = study_report(make_single_objective(optuna.storages.InMemoryStorage())).curves
+    assert (old["epoch"] == old["step"]).all()
+
+
+def test_trials_table_shows_populations(storage):
+    table = study_report(make_population_study(storage)).trials.set_index("trial")
+    assert table.loc[7, "population_id"] == "gpu-box-101-4"
+    assert table.loc[7, "population_member"] == 2
+    # Studies from before populations have no such columns (nothing recorded: dropped).
+    old = study_report(make_single_objective(optuna.storages.InMemoryStorage())).trials
+    assert not {"population_id", "population_member"} & set(old.columns)
+
+
+def test_shared_populations_group_trials_trained_together(storage):
+    trials = make_population_study(storage).get_trials()
+    populations = shared_populations(trials)
+    # Trial 6 trained alone (a population of one): it shared nothing.
+    assert [(p.id, p.trials, p.size) for p in populations] == [
+        ("gpu-box-101-0", (0, 1, 2, 3), 4),
+        ("gpu-box-101-4", (4, 5, 7, 8), 4),
+    ]
+    first = populations[0]
+    assert (first.end - first.start).total_seconds() == 2.0 * 18  # the complete member's end
+    assert shared_populations(make_single_objective(storage, name="old").get_trials()) == ()
+
+
+def test_timeline_rows_put_a_population_together(storage):
+    rows = timeline_rows(make_population_study(storage).get_trials())
+    # Trial 6 started between population B's trials (numbers 4, 5 | 7, 8) on another worker;
+    # B's trials are drawn together, in member order, and trial 6 after them.
+    assert rows["trial"].tolist() == [0, 1, 2, 3, 4, 5, 7, 8, 6]
+    assert rows["population_id"].fillna("none").tolist()[4:] == ["gpu-box-101-4"] * 4 + ["none"]
+    # No populations: trials by start, as Optuna draws them.
+    old = timeline_rows(make_single_objective(storage, name="old").get_trials())
+    assert old["trial"].tolist() == list(range(len(PLAN)))
+    assert old["population_id"].isna().all()
 
 
 def _rerun(command: str) -> TrainConfig:

@@ -9,6 +9,7 @@ from optuna.trial import TrialState, create_trial
 
 from reports.study_data import study_report
 from reports.study_figures import study_panels
+from tests.reports_fixtures import make_population_study, make_single_objective
 
 MORE_TRIALS = "run more trials of this study"
 LR = FloatDistribution(0.01, 0.5, log=True)
@@ -83,3 +84,37 @@ def test_no_finished_trial_yet_claims_nothing_pinned():
     # Nothing says what was searched yet: one note asking for complete trials.
     assert MORE_TRIALS in notes["need-complete"]
     assert "contour" in notes["need-complete"] and "contour" not in notes
+
+
+def _figures(study: optuna.Study) -> dict:
+    return {p.key: p.figure for p in study_panels(study, study_report(study))}
+
+
+def test_learning_curves_in_fractional_epochs():
+    figures = _figures(make_population_study(optuna.storages.InMemoryStorage()))
+    curves = figures["intermediate"]
+    assert curves.layout.xaxis.title.text == "epoch"
+    trial_0 = next(t for t in curves.data if t.name == "Trial0")
+    assert list(trial_0.x) == pytest.approx([1 / 9, 1 / 3, 1, 2])
+    (marks,) = [t for t in curves.data if t.name == "pruned here"]
+    assert "trial 1 pruned after 0.11 epochs" in marks.text
+    assert "trial 2 pruned after 0.33 epochs" in marks.text
+    # The budget line stays at max_epochs (2 epochs = 18 steps).
+    assert [shape.x0 for shape in curves.layout.shapes] == [2]
+
+
+def test_timeline_boxes_each_population():
+    timeline = _figures(make_population_study(optuna.storages.InMemoryStorage()))["timeline"]
+    labels = [a.text for a in timeline.layout.annotations]
+    assert labels == ["gpu-box-101-0", "gpu-box-101-4"]  # trial 6 trained alone: no box
+    assert len(timeline.layout.shapes) == 2
+    # Rows: population B's trials (4, 5, 7, 8) together, trial 6 of another worker after them.
+    assert list(timeline.layout.yaxis.ticktext) == ["0", "1", "2", "3", "4", "5", "7", "8", "6"]
+    hovers = [text for bar in timeline.data for text in bar.text]
+    assert any("population gpu-box-101-4, member 2 of 4" in text for text in hovers)
+
+
+def test_timeline_without_populations_is_optunas():
+    timeline = _figures(make_single_objective(optuna.storages.InMemoryStorage()))["timeline"]
+    assert not timeline.layout.shapes and not timeline.layout.annotations
+    assert [t.name for t in timeline.data] == ["COMPLETE", "FAIL", "PRUNED"]
