@@ -17,6 +17,7 @@ steps where a pruner can decide (1, 3, 9, ... steps) and at each epoch's end.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import socket
@@ -45,6 +46,8 @@ from mnistcore import (
 )
 from reports import trial_record as rec
 from search.space import DEFAULT_SPACE, SearchSpace, suggest
+
+log = logging.getLogger("search")
 
 OBJECTIVES = ("accuracy", "throughput")  # what each returned value means, in order
 # A report step is at most this many training images: on the 54k-image sets an epoch is 9
@@ -143,19 +146,39 @@ class Objective:
                 }.items():
                     trial.set_user_attr(key, value)
 
-        population = Population(configs, self.data)
         n_train = len(self.data.train.labels)
         per_epoch, steps = report_steps(n_train, configs[0].epochs)
         live = dict(enumerate(trials))
         ledgers = {m: _Ledger(per_epoch) for m in live}
+
+        def advance(target: int) -> None:
+            before, clock = population.images_seen, time.perf_counter()
+            population.train(target - population.images_seen)  # ends with a sync
+            seconds = time.perf_counter() - clock
+            for ledger in ledgers.values():
+                ledger.trained(population.images_seen - before, seconds, n_train)
+
+        try:  # the first stretch needs all the memory the population will need
+            population = Population(configs, self.data)
+            advance(round(steps[0] * n_train / per_epoch))
+        except torch.OutOfMemoryError:
+            if len(trials) == 1:
+                raise
+            population = None  # free it before its halves start
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            half = len(trials) // 2
+            log.warning(
+                "a population of %d does not fit in GPU memory: training it as %d and %d",
+                len(trials), half, len(trials) - half,
+            )  # fmt: skip
+            self._train(trials[:half], configs[:half], tell)
+            self._train(trials[half:], configs[half:], tell)
+            return
         for step in steps:
             target = round(step * n_train / per_epoch)
             if target > population.images_seen:
-                before, clock = population.images_seen, time.perf_counter()
-                population.train(target - population.images_seen)  # ends with a sync
-                seconds = time.perf_counter() - clock
-                for ledger in ledgers.values():
-                    ledger.trained(population.images_seen - before, seconds, n_train)
+                advance(target)
             for member, reason in population.diverged.items():
                 if member in live:
                     # an outcome of the configuration, not a bug: recorded, the others go on

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from reports import trial_record as rec
@@ -184,3 +185,28 @@ def test_population_workers_on_postgres_keep_the_exact_total(postgres: str, tmp_
     stored = optuna.load_study(study_name="pop", storage=read_storage(postgres)).trials
     assert len(stored) == 5 and all(t.state in FINAL for t in stored)
     assert {t.user_attrs[rec.POPULATION_SIZE] for t in stored} <= {1, 2}
+
+
+def test_a_population_too_big_for_the_gpu_is_halved(tmp_path, monkeypatch, capsys) -> None:
+    import search.objective
+    from mnistcore import Population
+
+    class SmallGpu(Population):
+        """A Population whose device holds at most 2 members (as an out-of-memory GPU)."""
+
+        def train(self, images: int) -> dict[int, float]:
+            if len(self.configs) > 2:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return super().train(images)
+
+    monkeypatch.setattr(search.objective, "Population", SmallGpu)
+    journal = tmp_path / "j.log"
+    args = [*TINY, "--storage", str(journal), "--population", "4", "--n-trials", "4"]
+    assert main(args) == 0
+    stored = trials(journal)
+    assert len(stored) == 4 and all(t.state in FINAL for t in stored)
+    # one log line, then two populations of 2 instead of a crash
+    err = capsys.readouterr().err
+    assert "a population of 4 does not fit in GPU memory: training it as 2 and 2" in err
+    assert [t.user_attrs[rec.POPULATION_SIZE] for t in stored] == [2, 2, 2, 2]
+    assert len({t.user_attrs[rec.POPULATION_ID] for t in stored}) == 2
