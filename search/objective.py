@@ -17,6 +17,7 @@ steps where a pruner can decide (1, 3, 9, ... steps) and at each epoch's end.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -149,7 +150,7 @@ class Objective:
         n_train = len(self.data.train.labels)
         per_epoch, steps = report_steps(n_train, configs[0].epochs)
         live = dict(enumerate(trials))
-        ledgers = {m: _Ledger(per_epoch) for m in live}
+        ledgers = {m: _Ledger() for m in live}
 
         def advance(target: int) -> None:
             before, clock = population.images_seen, time.perf_counter()
@@ -158,13 +159,18 @@ class Objective:
             for ledger in ledgers.values():
                 ledger.trained(population.images_seen - before, seconds, n_train)
 
+        too_big = False
         try:  # the first stretch needs all the memory the population will need
             population = Population(configs, self.data)
             advance(round(steps[0] * n_train / per_epoch))
         except torch.OutOfMemoryError:
             if len(trials) == 1:
                 raise
-            population = None  # free it before its halves start
+            too_big = True
+        if too_big:
+            # out of the except block: its traceback no longer holds the population's tensors
+            population = None
+            gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             half = len(trials) // 2
@@ -175,6 +181,26 @@ class Objective:
             self._train(trials[:half], configs[:half], tell)
             self._train(trials[half:], configs[half:], tell)
             return
+        try:
+            self._fit(population, steps, per_epoch, advance, live, ledgers, tell)
+        except BaseException:  # a Ctrl-C too: the running members still say how far they got
+            with self._optuna(), contextlib.suppress(Exception):
+                for member, trial in live.items():
+                    ledgers[member].record(trial)
+            raise
+
+    def _fit(
+        self,
+        population: Population,
+        steps: list[int],
+        per_epoch: int,
+        advance: Callable[[int], None],
+        live: dict[int, optuna.trial.BaseTrial],
+        ledgers: dict[int, _Ledger],
+        tell: Tell,
+    ) -> None:
+        """Train ``population`` step by step: report each live member, prune, complete."""
+        n_train = len(self.data.train.labels)
         for step in steps:
             target = round(step * n_train / per_epoch)
             if target > population.images_seen:
@@ -199,7 +225,10 @@ class Objective:
                         pruned.append(member)
             for member in pruned:
                 self._end(live.pop(member), ledgers[member], tell, TrialState.PRUNED)
-            population.drop(pruned)
+            if pruned:
+                population.drop(pruned)  # repacks every tensor: only when someone left
+            if not live:
+                return
         test_split = self.data.to(population.device).test
         for member, trial in live.items():
             test = evaluate(population.member_model(member), test_split)
@@ -237,12 +266,11 @@ class Objective:
 class _Ledger:
     """One member's progress: what a trial records of its training (epochs_run, seconds...)."""
 
-    per_epoch: int  # report steps per epoch
     epochs: float = 0.0  # epochs trained
     epoch_seconds: list[float] = field(default_factory=list)  # per completed epoch
     seconds: float = 0.0  # since the last completed epoch
     speeds: list[float] = field(default_factory=list)  # member-img/s of each stretch
-    reports: list[tuple[int, float]] = field(default_factory=list)  # (step, val accuracy)
+    reports: list[tuple[float, float]] = field(default_factory=list)  # (epochs, val accuracy)
 
     def trained(self, images: int, seconds: float, n_train: int) -> None:
         before, self.epochs = self.epochs, self.epochs + images / n_train
@@ -253,7 +281,7 @@ class _Ledger:
             self.seconds = 0.0
 
     def reported(self, step: int, accuracy: float) -> None:
-        self.reports.append((step, accuracy))
+        self.reports.append((self.epochs, accuracy))  # epochs as epochs_run counts them
 
     @property
     def last_accuracy(self) -> float:
@@ -269,8 +297,8 @@ class _Ledger:
         trial.set_user_attr(rec.EPOCHS_RUN, int(epochs) if epochs.is_integer() else epochs)
         trial.set_user_attr(rec.EPOCH_SECONDS, self.epoch_seconds)
         if self.reports:
-            step, _ = max(self.reports, key=lambda r: r[1])  # the earliest wins a tie
-            best = step / self.per_epoch
+            epochs, _ = max(self.reports, key=lambda r: r[1])  # the earliest wins a tie
+            best = round(epochs, 4)
             trial.set_user_attr(rec.BEST_EPOCH, int(best) if best.is_integer() else best)
         if self.speeds:
             trial.set_user_attr(rec.IMAGES_PER_SECOND, self.median_speed)

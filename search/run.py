@@ -281,8 +281,9 @@ def _run_group(
     running = {t.number: t for t in trials}
 
     def tell(trial: optuna.trial.Trial, state: TrialState, values: Any = None) -> None:
-        del running[trial.number]
-        on_end(study.tell(trial, values, state=None if state == TrialState.COMPLETE else state))
+        told = study.tell(trial, values, state=None if state == TrialState.COMPLETE else state)
+        del running[trial.number]  # only once told: a Ctrl-C inside tell fails it below
+        on_end(told)
 
     run = getattr(objective, "run", None) or _one_by_one(objective)
     with contextlib.ExitStack() as beating:
@@ -295,8 +296,11 @@ def _run_group(
                 running.pop(trial.number)
                 on_end(_fail(study, trial, e))
             raise
-    if running:  # the objective left some untold: a bug
-        raise RuntimeError(f"the objective did not end trials {sorted(running)}")
+    if running:  # the objective left some untold: a bug; fail them, then say so
+        error = RuntimeError(f"the objective did not end trials {sorted(running)}")
+        for trial in running.values():
+            on_end(_fail(study, trial, error))
+        raise error
 
 
 def _one_by_one(objective: Objective) -> Callable[..., None]:
@@ -316,8 +320,9 @@ def _one_by_one(objective: Objective) -> Callable[..., None]:
 
 def _fail(study: optuna.Study, trial: optuna.trial.Trial, error: BaseException) -> FrozenTrial:
     reason = INTERRUPTED if isinstance(error, KeyboardInterrupt) else first_line(error)
-    trial.set_user_attr(rec.FAIL_REASON, reason)
-    return study.tell(trial, state=TrialState.FAIL)
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        trial.set_user_attr(rec.FAIL_REASON, reason)  # unless a tell got through first
+    return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def _connection_error(e: BaseException) -> BaseException | None:

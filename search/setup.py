@@ -167,6 +167,15 @@ def prepare(settings: StudySettings) -> Prepared:
     epochs = s.epochs or default_epochs(data.sizes["train"])
     per_epoch, _ = report_steps(data.sizes["train"], epochs)
     steps = epochs * per_epoch  # a trial's report steps: pruners count in these
+    if stored is not None and stored.get_trials(deepcopy=False):
+        # studies from before steps existed reported once per epoch
+        was = stored.user_attrs.get(rec.STEPS_PER_EPOCH, 1)
+        if was != per_epoch:
+            raise StudyError(
+                f"study {place.study_name!r} reported {was} time(s) per epoch, this version "
+                f"reports {per_epoch} times per epoch on {data.name}: their steps cannot be "
+                "compared; resume it with the version that ran it, or use a new --study-name"
+            )
     if stored is not None and s.epochs is None:
         _check_resumable(stored, s, dataset=place.dataset, epochs=epochs)
     n_existing = _count_finished(stored)

@@ -210,3 +210,20 @@ def test_a_population_too_big_for_the_gpu_is_halved(tmp_path, monkeypatch, capsy
     assert "a population of 4 does not fit in GPU memory: training it as 2 and 2" in err
     assert [t.user_attrs[rec.POPULATION_SIZE] for t in stored] == [2, 2, 2, 2]
     assert len({t.user_attrs[rec.POPULATION_ID] for t in stored}) == 2
+
+
+def test_a_study_reporting_in_other_steps_is_not_resumed(tmp_path, capsys) -> None:
+    from mnistcore.cli import run_main
+
+    journal = tmp_path / "j.log"
+    args = [*TINY, "--storage", str(journal), "--n-trials", "1"]
+    assert main(args) == 0
+    study = optuna.load_study(study_name="synthetic-accuracy", storage=read_storage(str(journal)))
+    # as if written where a step was 1/9 epoch: its steps do not compare with these
+    study.set_user_attr(rec.STEPS_PER_EPOCH, 9)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: main([*args[:-1], "2"]))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "reported 9 time(s) per epoch" in err and "--study-name" in err
