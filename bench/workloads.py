@@ -1,4 +1,5 @@
-"""What the benchmarks time on the mnistcore side: the search's own step, evaluate and fit."""
+"""What the benchmarks time on the mnistcore side: fit's step, the search's population step,
+evaluate and fit."""
 
 from __future__ import annotations
 
@@ -196,7 +197,7 @@ def epoch_subset(data: Dataset, n_train: int, n_val: int = 64) -> Dataset:
 def mnistcore_epoch(config: TrainConfig, data: Dataset) -> Callable[[], None]:
     """One epoch of mnistcore's ``fit`` over ``data.train``: a fresh model each call.
 
-    This is the search's own loop; its end-of-epoch evaluation on ``data.val`` (kept tiny by
+    This is ``fit``'s own loop; its end-of-epoch evaluation on ``data.val`` (kept tiny by
     ``epoch_subset``) is included in the time.
     """
     config = config.replace(epochs=1)

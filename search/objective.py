@@ -215,7 +215,7 @@ class Objective:
             val = population.evaluate("val")
             pruned = []
             for member, trial in live.items():
-                ledgers[member].reported(step, val[member].accuracy)
+                ledgers[member].reported(val[member].accuracy)
                 if not self.prunes:
                     continue
                 with self._optuna():
@@ -280,7 +280,7 @@ class _Ledger:
             self.epoch_seconds.append(round(self.seconds, 4))
             self.seconds = 0.0
 
-    def reported(self, step: int, accuracy: float) -> None:
+    def reported(self, accuracy: float) -> None:
         self.reports.append((self.epochs, accuracy))  # epochs as epochs_run counts them
 
     @property
