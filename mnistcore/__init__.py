@@ -50,6 +50,7 @@ _EXPORTS = {
         "fusible_key",
         "group_configs",
     ),
+    "mnistcore.recipe": ("RecipeError", "read_recipe", "recipe_text", "write_recipe"),
     "mnistcore.train": (
         "EpochResult",
         "Evaluation",
