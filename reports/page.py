@@ -21,6 +21,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from reports import trial_record as rec
+from reports.intervals import format_spread, wilson
 from reports.panel import Panel
 from reports.study_data import format_epochs, train_command
 
@@ -83,6 +84,8 @@ def _environment() -> Environment:
     env.filters.update(
         ticks=backticks_to_code,
         acc=format_accuracy,
+        wilson=format_wilson,
+        spread=format_spread,
         ips=format_images_per_second,
         duration=format_duration,
         epochs=format_epochs,
@@ -142,6 +145,14 @@ def _cell(column: str, value: Any) -> str:
 
 def format_accuracy(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
+
+
+def format_wilson(value: float | None, n: int | None) -> str:
+    """``n=400 · 95 % 95.1–98.5 %`` under an accuracy; empty when either is unknown."""
+    if value is None or not n:
+        return ""
+    low, high = wilson(value, n)
+    return f"n={n:,} · 95 % {low:.1%}–{high:.1%}"
 
 
 def format_percent(value: float | None) -> str:

@@ -21,6 +21,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from reports import trial_record as rec
+from reports.confirmation import Confirmation, extract_confirmation
+from reports.intervals import wilson
 
 __all__ = [
     "BestTrial",
@@ -156,6 +158,7 @@ class StudyReport:
     stamps: dict[str, Any]
     fail_reasons: list[tuple[int, str]]
     populations: tuple[Population, ...]  # those of 2 or more trials, in order of start
+    confirmation: Confirmation | None  # the top configurations retrained with new seeds
     trials: pd.DataFrame = field(repr=False)  # one row per trial, best first
     curves: pd.DataFrame = field(repr=False)  # trial, state, step, epoch, value
     throughput: pd.DataFrame = field(repr=False)  # trial, state, val_accuracy, images_per_second
@@ -164,6 +167,12 @@ class StudyReport:
     @property
     def is_multi_objective(self) -> bool:
         return len(self.directions) > 1
+
+    def split_size(self, split: str) -> int | None:
+        """Images in ``split`` ("val", "test") as the trials recorded it (for intervals)."""
+        sizes = self.stamps.get(rec.SPLIT_SIZES)
+        size = sizes.get(split) if isinstance(sizes, dict) else None
+        return size if isinstance(size, int) and size > 0 else None
 
     @property
     def pareto_size(self) -> int:
@@ -225,6 +234,7 @@ def extract_study(
         stamps={k: first_attrs[k] for k in rec.STAMP_KEYS if first_attrs.get(k) is not None},
         fail_reasons=[(t.number, fail_reason(t)) for t in trials if t.state == TrialState.FAIL],
         populations=shared_populations(trials),
+        confirmation=extract_confirmation(user_attrs, trials),
         trials=trials_table(trials, directions, names),
         curves=learning_curves(trials, steps_per_epoch=per_epoch),
         throughput=throughput_points(trials, multi_objective=multi),
@@ -410,13 +420,19 @@ def trials_table(
     rows = []
     for trial in trials:
         row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name.lower()}
+        sizes = trial.user_attrs.get(rec.SPLIT_SIZES)
+        sizes = sizes if isinstance(sizes, dict) else {}
         for i, value_name in enumerate(value_names):
             values = trial.values or []
             row[value_name] = values[i] if i < len(values) else None
+            if value_name == "val accuracy":
+                row["val 95% CI"] = _wilson_text(row[value_name], sizes.get("val"))
         for key in TABLE_ATTRS:
             if key == rec.IMAGES_PER_SECOND and "img/s" in value_names:
                 continue  # the second objective already is the img/s
             row[key] = trial.user_attrs.get(key)
+            if key == rec.TEST_ACCURACY:
+                row["test 95% CI"] = _wilson_text(row[key], sizes.get("test"))
         row["duration_s"] = (
             trial.duration.total_seconds() if trial.duration is not None else None
         )
@@ -434,6 +450,14 @@ def trials_table(
     return frame.sort_values(
         [first, "trial"], ascending=[ascending, True], na_position="last", kind="stable"
     ).reset_index(drop=True)
+
+
+def _wilson_text(accuracy: Any, n: Any) -> str | None:
+    """``95.1–98.5 %``: the Wilson interval of an accuracy on n images (None if unknown)."""
+    if not isinstance(accuracy, float) or not isinstance(n, int) or n <= 0:
+        return None
+    low, high = wilson(accuracy, n)
+    return f"{low:.1%}–{high:.1%}"
 
 
 def learning_curves(trials: Sequence[FrozenTrial], *, steps_per_epoch: int = 1) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from optuna.distributions import (
 from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
+from reports.intervals import wilson
 from reports.panel import Panel, draw_panel
 from reports.study_data import StudyReport, format_epochs
 
@@ -72,6 +73,14 @@ def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
 
     # Half-width panels first, in pairs; the wide ones (many subplots, long time axis) last.
     panels: list[Panel] = []
+    if report.confirmation is not None:
+        panels.append(panel(
+            "confirmation", "Confirmed: each seed's val accuracy beside the search's single run",
+            lambda: _confirmation(report), wide=True,
+            caption="Dots: the confirmation's seeds; bar: their mean and 95 % t-interval; "
+            "diamond: the search trial's one value (and its 95 % Wilson interval). Best "
+            "confirmed mean first.",
+        ))
     title = f"Optimization history ({value_name})"
     if n_complete:
         panels.append(panel("history", title, lambda: ov.plot_optimization_history(
@@ -172,6 +181,49 @@ def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
 
 def _first_objective(trial: FrozenTrial) -> float:
     return trial.values[0]
+
+
+def _confirmation(report: StudyReport) -> go.Figure:
+    confirmation = report.confirmation
+    assert confirmation is not None
+    figure = go.Figure()
+    labels = [f"trial {c.trial}" for c in confirmation.configs]
+    for label, c in zip(labels, confirmation.configs, strict=True):
+        figure.add_trace(go.Scatter(
+            x=[label] * len(c.val_values), y=list(c.val_values), mode="markers",
+            marker={"color": COMPLETE_COLOR, "size": 7, "opacity": 0.6},
+            name="confirmation seeds", legendgroup="seeds", showlegend=label == labels[0],
+            hovertemplate="%{y:.2%}<extra>one seed</extra>",
+        ))  # fmt: skip
+    means = [c.val.mean for c in confirmation.configs]
+    low = [c.val.mean - (c.val.interval or (c.val.mean, 0))[0] for c in confirmation.configs]
+    high = [(c.val.interval or (0, c.val.mean))[1] - c.val.mean for c in confirmation.configs]
+    figure.add_trace(go.Scatter(
+        x=labels, y=means, mode="markers", name="confirmed mean (95 % interval)",
+        marker={"color": "black", "symbol": "line-ew-open", "size": 22, "line": {"width": 2}},
+        error_y={"type": "data", "symmetric": False, "array": high, "arrayminus": low},
+        hovertemplate="mean %{y:.2%}<extra></extra>",
+    ))  # fmt: skip
+    search = [c.search_val for c in confirmation.configs]
+    bounds = [wilson(c.search_val, c.n_val) if c.n_val else None for c in confirmation.configs]
+    figure.add_trace(go.Scatter(
+        x=labels, y=search, mode="markers", name="the search's single run",
+        marker={"color": PRUNED_COLOR, "symbol": "diamond", "size": 10},
+        error_y={
+            "type": "data", "symmetric": False,
+            "array": [b[1] - v if b else 0 for b, v in zip(bounds, search, strict=True)],
+            "arrayminus": [v - b[0] if b else 0 for b, v in zip(bounds, search, strict=True)],
+            "color": PRUNED_COLOR, "thickness": 1,
+        },
+        hovertemplate="search %{y:.2%}<extra></extra>",
+    ))  # fmt: skip
+    figure.update_layout(
+        xaxis_title="configuration (the search trial that proposed it)",
+        yaxis_title="val accuracy",
+        yaxis_tickformat=".1%",
+        scattermode="group",
+    )
+    return figure
 
 
 def _learning_curves(report: StudyReport) -> go.Figure:

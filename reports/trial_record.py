@@ -17,6 +17,7 @@ TEST_ACCURACY = "test_accuracy"  # of the last epoch's model, finished trials on
 N_PARAMS = "n_params"
 SEED = "seed"
 FAIL_REASON = "fail_reason"  # why a trial failed or diverged, one line
+WEIGHTS = "weights"  # artifact id of the trained state_dict (kept for the best few trials)
 # -- populations (``--population K``): trials trained together as one fused module
 POPULATION_ID = "population_id"  # the same for every trial of one population
 POPULATION_SIZE = "population_size"  # members at its start
@@ -41,3 +42,8 @@ STAMP_KEYS = (DEVICE_NAME, TORCH_VERSION, GIT_COMMIT, DATASET, DATASET_SOURCE, S
 OBJECTIVES = "objectives"  # e.g. ["accuracy"] or ["accuracy", "throughput"]
 SPACE = "space"  # {"searched": [names], "pinned": {name: value}}
 STEPS_PER_EPOCH = "steps_per_epoch"  # report steps per epoch (1: a step is an epoch)
+ARTIFACT_STORE = "artifact_store"  # the folder of the artifact store (absolute path)
+# -- confirmation (search/confirm.py): one attribute per confirmed configuration, named
+# CONFIRMED_PREFIX + the number of the search trial that proposed it, and the settings
+CONFIRMED_PREFIX = "confirmed:"
+CONFIRM_SETTINGS = "confirm"  # {"top", "seeds", "auto", "search_seconds", "seconds"}

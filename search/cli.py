@@ -18,6 +18,8 @@ from typing import NoReturn
 from mnistcore import DATASETS
 from mnistcore.cli import FIELD_HELP
 from reports.storage import DEFAULT_JOURNAL, HEARTBEAT_INTERVAL
+from search.artifacts import KEEP_BEST
+from search.confirm import AUTO, AUTO_MAX_TOP, AUTO_SEEDS, BUDGET_SHARE, ConfirmSpec, parse_confirm
 from search.console import setup_logging
 from search.objective import OBJECTIVES
 from search.run import run_study, run_workers
@@ -184,6 +186,26 @@ def build_parser() -> argparse.ArgumentParser:
         "population and prunes each on its own; 1 trains one trial at a time. Two-objective "
         "studies always use 1 (each trial's own speed is an objective) (default: %(default)s)",
     )
+    a(
+        "--confirm",
+        type=_confirm,
+        default=AUTO,
+        metavar="TOP:SEEDS",
+        help="after the search, retrain the TOP configurations by val accuracy with SEEDS new "
+        "seeds each and report mean, spread and 95%% interval; the winner is the best mean. "
+        f"auto: {AUTO_SEEDS} seeds, as many of the top {AUTO_MAX_TOP} as fit in "
+        f"{BUDGET_SHARE:.0%} of the search's trial time (at least 1); 0: off. Stored in the "
+        "study: a rerun does not redo them (default: %(default)s)",
+    )
+    a(
+        "--artifacts",
+        metavar="DIR",
+        default=None,
+        help="folder of the artifact store that keeps trained weights (the best "
+        f"{KEEP_BEST} trials when they end, every confirmation run); give a folder every "
+        "machine sees when workers run on several; none: keep no weights (default: beside "
+        "the storage file, e.g. reports/optuna-journal-artifacts)",
+    )
     a("--no-report", action="store_true", help="do not build the HTML report at the end")
     a(
         "--quiet",
@@ -252,6 +274,13 @@ def _timeout(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text!r}")
     return value
+
+
+def _confirm(text: str) -> ConfirmSpec:
+    try:
+        return parse_confirm(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _objectives(text: str) -> tuple[str, ...]:

@@ -86,6 +86,9 @@ class Objective:
     base: TrainConfig = field(default_factory=TrainConfig)
     objectives: Sequence[str] = ("accuracy",)
     stamps: Mapping[str, Any] = field(default_factory=dict)
+    # keep(trial, value, model) after a trial completes: stores its weights when worth it
+    # (search.artifacts.Keeper); None keeps nothing
+    keep: Callable[[optuna.trial.Trial, float, torch.nn.Module], None] | None = None
     # Accounting for this process, read by the study to split wall time into training and
     # Optuna's own work (sampler, pruner, storage).
     compute_seconds: float = 0.0  # model building, training, evaluation
@@ -108,7 +111,7 @@ class Objective:
         """One trial alone: its value, or optuna.TrialPruned."""
         ended: list[tuple[TrialState, Any]] = []
         self.run([trial], lambda t, state, values: ended.append((state, values)))
-        (state, values), = ended
+        ((state, values),) = ended
         if state == TrialState.PRUNED:
             raise optuna.TrialPruned(trial.user_attrs.get(rec.FAIL_REASON, "pruned"))
         return values
@@ -231,12 +234,17 @@ class Objective:
                 return
         test_split = self.data.to(population.device).test
         for member, trial in live.items():
-            test = evaluate(population.member_model(member), test_split)
+            model = population.member_model(member)
+            test = evaluate(model, test_split)
+            ledger = ledgers[member]
             with self._optuna():
                 trial.set_user_attr(rec.TEST_ACCURACY, test.accuracy)
-            ledger = ledgers[member]
-            values = ledger.last_accuracy if self.prunes else (
-                ledger.last_accuracy, ledger.median_speed
+                if self.keep is not None:
+                    self.keep(trial, ledger.last_accuracy, model)
+            values = (
+                ledger.last_accuracy
+                if self.prunes
+                else (ledger.last_accuracy, ledger.median_speed)
             )
             self._end(trial, ledger, tell, TrialState.COMPLETE, values)
 

@@ -23,19 +23,23 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from mnistcore import Dataset
 from mnistcore.cli import INTERRUPTED_EXIT
 from mnistcore.errors import UserError
 from reports import trial_record as rec
 from reports.storage import StorageError, first_line
 from reports.study_data import study_report
+from search.artifacts import open_artifact_store
+from search.confirm import confirm
 from search.console import progress_bar, trial_line
 from search.locks import StudyLock
 from search.recovery import INTERRUPTED, counted, recover, stamp
-from search.setup import Place, StudySettings, locate, population_size, prepare
+from search.setup import Place, StudySettings, load_data, locate, population_size, prepare
 from search.space import searched_names
 from search.summary import format_summary
 
@@ -67,8 +71,9 @@ def run_study(settings: StudySettings) -> int:
             study.study_name, len(counted(study.get_trials(deepcopy=False))),
             settings.n_trials, settings.n_trials,
         )  # fmt: skip
-        _finish(prepared.place, study, [], report=settings.report)
-        return 0
+        interrupted = _confirm(study, prepared.objective.data, settings, prepared.store, [])
+        _finish(prepared.place, study, [], report=settings.report and not interrupted)
+        return INTERRUPTED_EXIT if interrupted else 0
     names = searched_names(settings.space)
     bar = progress_bar(to_run, quiet=settings.quiet)
     ledger = _Ledger()
@@ -100,6 +105,8 @@ def run_study(settings: StudySettings) -> int:
         ledger.wall_seconds = time.perf_counter() - start
         bar.close()
     lines = ledger.lines(objective.compute_seconds)
+    if not ledger.interrupted:
+        ledger.interrupted = _confirm(study, objective.data, settings, prepared.store, lines)
     report = settings.report and not ledger.interrupted
     _finish(prepared.place, study, lines, report=report)
     return INTERRUPTED_EXIT if ledger.interrupted else 0
@@ -116,6 +123,7 @@ def run_workers(settings: StudySettings, argv: list[str]) -> int:
     """``--workers N``: N child processes run this command with ``--workers 1`` on one study;
     this process supervises them, then prints the summary and builds the report once."""
     place = locate(settings)  # the children must agree on the study's name: resolved here once
+    store = open_artifact_store(settings.artifacts, place.storage_name)  # before any child
     parent = Parent(
         argv=[*argv, "--study-name", place.study_name],
         workers=settings.workers,
@@ -134,8 +142,47 @@ def run_workers(settings: StudySettings, argv: list[str]) -> int:
     line = f"{settings.workers} workers: {wall:.1f} s wall"
     if parent.crashed:
         line += f"; {parent.crashed} crashed, their trials retried"
-    _finish(place, study, [line], report=settings.report and code == 0)
+    lines = [line]
+    if (
+        code == 0
+        and settings.confirm.top
+        and _confirm(study, load_data(settings), settings, store, lines)
+    ):
+        code = INTERRUPTED_EXIT
+    _finish(place, study, lines, report=settings.report and code == 0)
     return code
+
+
+def _confirm(
+    study: optuna.Study,
+    data: Dataset,
+    settings: StudySettings,
+    store: FileSystemArtifactStore | None,
+    lines: list[str],
+) -> bool:
+    """Confirm the study's top configurations (search/confirm.py), adding this run's line to
+    ``lines``; True when a Ctrl-C stopped it (what was confirmed is stored)."""
+    if not settings.confirm.top:
+        return False
+    try:
+        seconds = confirm(
+            study,
+            data,
+            settings.confirm,
+            device=settings.device,
+            threads=settings.threads,
+            population=population_size(settings),
+            store=store,
+        )
+    except KeyboardInterrupt:
+        log.warning(
+            "confirmation interrupted: the configurations confirmed so far are stored; rerun "
+            "the same command to finish it (the search itself is done)"
+        )
+        return True
+    if seconds:
+        lines.append(f"this run's confirmation: {seconds:.1f} s")
+    return False
 
 
 def _finish(place: Place, study: optuna.Study, lines: list[str], *, report: bool) -> None:

@@ -12,11 +12,21 @@ import math
 from dataclasses import dataclass, field, fields
 
 import optuna
+from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
 
-from mnistcore import TrainConfig, UserError, load_dataset, resolve_dataset, resolve_device
+from mnistcore import (
+    Dataset,
+    TrainConfig,
+    UserError,
+    load_dataset,
+    resolve_dataset,
+    resolve_device,
+)
 from reports import trial_record as rec
 from reports.storage import open_storage
+from search.artifacts import Keeper, open_artifact_store, store_path
+from search.confirm import ConfirmSpec
 from search.locks import StudyLock, study_lock
 from search.objective import REDUCTION, Objective, report_steps, run_stamps
 from search.recovery import retry_stale
@@ -80,6 +90,8 @@ class StudySettings:
     workers: int
     heartbeat: int | None
     population: int  # trials trained together as one fused module (1: one at a time)
+    confirm: ConfirmSpec  # retrain the top configurations with new seeds (search/confirm.py)
+    artifacts: str | None  # the artifact store's folder; None: beside the storage; "none"
     pruner_given: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -135,6 +147,7 @@ class Prepared:
     place: Place
     study: optuna.Study
     objective: Objective
+    store: FileSystemArtifactStore | None  # where trained weights are kept
 
 
 def locate(settings: StudySettings) -> Place:
@@ -161,9 +174,8 @@ def prepare(settings: StudySettings) -> Prepared:
         stored = None
     if stored is not None:
         _check_resumable(stored, s, dataset=place.dataset, epochs=s.epochs)
-    data = load_dataset(
-        s.dataset, data_dir=s.data_dir, seed=DATA_SPLIT_SEED, synthetic_size=s.synthetic_size
-    )
+    store = open_artifact_store(s.artifacts, place.storage_name)  # fails before the data loads
+    data = load_data(s)
     epochs = s.epochs or default_epochs(data.sizes["train"])
     per_epoch, _ = report_steps(data.sizes["train"], epochs)
     steps = epochs * per_epoch  # a trial's report steps: pruners count in these
@@ -208,6 +220,7 @@ def prepare(settings: StudySettings) -> Prepared:
         rec.OBJECTIVES: list(s.objectives),
         rec.SPACE: space_record(s.space),
         rec.DEVICE_NAME: stamps[rec.DEVICE_NAME],
+        **({rec.ARTIFACT_STORE: str(store_path(store))} if store is not None else {}),
     }.items():
         study.set_user_attr(key, value)
 
@@ -234,8 +247,23 @@ def prepare(settings: StudySettings) -> Prepared:
     base = TrainConfig(
         epochs=epochs, seed=s.seed, device=s.device, threads=s.threads, dataset=data.name
     )
-    objective = Objective(data, s.space, base=base, objectives=s.objectives, stamps=stamps)
-    return Prepared(place, study, objective)
+    objective = Objective(
+        data,
+        s.space,
+        base=base,
+        objectives=s.objectives,
+        stamps=stamps,
+        keep=Keeper(store) if store is not None else None,
+    )
+    return Prepared(place, study, objective, store)
+
+
+def load_data(settings: StudySettings) -> Dataset:
+    """The study's data: the validation split never moves with --seed (DATA_SPLIT_SEED)."""
+    s = settings
+    return load_dataset(
+        s.dataset, data_dir=s.data_dir, seed=DATA_SPLIT_SEED, synthetic_size=s.synthetic_size
+    )
 
 
 def default_epochs(n_train: int) -> int:
@@ -276,9 +304,7 @@ def make_pruner(kind: str, *, steps: int) -> optuna.pruners.BasePruner:
             min_resource=1, max_resource=steps, reduction_factor=REDUCTION
         )
     if kind == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=1, reduction_factor=REDUCTION
-        )
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=REDUCTION)
     if kind == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
     if kind == "percentile":

@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from reports.confirmation import Confirmation
+from reports.intervals import format_accuracy, format_spread
 from reports.study_data import BestTrial, StudyReport, format_epochs, train_command
 
 
@@ -38,8 +40,8 @@ def format_summary(report: StudyReport, *, run_lines: list[str] | None = None) -
         table = pd.Series(
             {
                 "trial": best.number,
-                "val accuracy": _pct(best.values[0]),
-                "test accuracy": _pct(best.test_accuracy),
+                "val accuracy": format_accuracy(best.values[0], report.split_size("val")),
+                "test accuracy": format_accuracy(best.test_accuracy, report.split_size("test")),
                 "epochs": best.epochs_run,
                 "seconds": f"{best.seconds or 0.0:.1f}",
                 **_params(best),
@@ -53,15 +55,53 @@ def format_summary(report: StudyReport, *, run_lines: list[str] | None = None) -
             {
                 "trial": b.number,
                 **{n: _fmt(v) for n, v in zip(report.objective_names, b.values, strict=True)},
-                "test accuracy": _pct(b.test_accuracy),
+                "test accuracy": format_accuracy(b.test_accuracy, report.split_size("test")),
                 **_params(b),
             }
             for b in report.front
         ]
         out.append("Pareto front (val accuracy vs training img/s):")
         out.append(pd.DataFrame(rows).to_string(index=False))
+    if report.confirmation is not None:
+        out.extend(_confirmation(report.confirmation))
     out.extend(run_lines or [])
     return "\n".join(out)
+
+
+def _confirmation(confirmation: Confirmation) -> list[str]:
+    """The confirmed table (best mean val first), the winner, the winner's curse, the cost."""
+    rows = [
+        {
+            "trial": c.trial,
+            "val mean ± sd (95% interval)": format_spread(c.val),
+            "test mean ± sd (95% interval)": format_spread(c.test) if c.test else "n/a",
+            "the search's single val": format_accuracy(c.search_val, c.n_val),
+            **({"diverged": len(c.diverged)} if c.diverged else {}),
+        }
+        for c in confirmation.configs
+    ]
+    out = ["confirmed (the top configurations retrained with new seeds):"]
+    out.append(pd.DataFrame(rows).to_string(index=False))
+    winner = confirmation.winner
+    if winner is not None:
+        out.append(
+            f"confirmed winner: trial {winner.trial}'s configuration, val "
+            f"{format_spread(winner.val)}"
+        )
+    if confirmation.curse is not None:
+        above = "above" if confirmation.curse >= 0 else "below"
+        out.append(
+            f"winner's curse: the search's best val is {abs(confirmation.curse) * 100:.2f} "
+            f"points {above} its configuration's confirmed mean"
+        )
+    share = confirmation.cost_share
+    if share is not None:
+        seconds = sum(c.seconds for c in confirmation.configs)
+        out.append(
+            f"confirmation: {seconds:.1f} s of training = {share:.0%} of the search's "
+            f"{confirmation.settings['search_seconds']:.1f} s of trials"
+        )
+    return out
 
 
 def _whole_config(best: BestTrial) -> list[str]:
@@ -74,10 +114,6 @@ def _whole_config(best: BestTrial) -> list[str]:
 
 def _params(best: BestTrial) -> dict[str, str]:
     return {k: _fmt(v) for k, v in best.params.items()}
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2%}"
 
 
 def _fmt(value: Any) -> str:

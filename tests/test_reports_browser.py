@@ -21,6 +21,7 @@ from optuna.storages.journal import JournalFileBackend
 from reports import build_report
 from tests.conftest import require_command
 from tests.reports_fixtures import (
+    add_confirmation,
     make_empty,
     make_only_failed,
     make_population_study,
@@ -36,8 +37,8 @@ SCREENSHOTS = ROOT / "artifacts" / "report-screenshots"
 EXPECTED_PLOTS = {
     "index.html": 0,
     "benchmarks.html": 3,  # CPU vs CUDA bars, data path bars, trend
-    "studies/fashion-lr.html": 8,  # history, curves, acc vs img/s, parallel, importance,
-    # slice, contour, timeline
+    "studies/fashion-lr.html": 9,  # confirmation, history, curves, acc vs img/s, parallel,
+    # importance, slice, contour, timeline
     "studies/mnist-pareto.html": 9,  # no curves; Pareto front; one importance per objective
     "studies/fashion-population.html": 8,  # as fashion-lr; curves in fractional epochs, the
     # timeline with a box per population
@@ -64,7 +65,7 @@ def report(tmp_path_factory) -> tuple[Path, list[str]]:
     """The report folder, and the warnings the build gave."""
     root = tmp_path_factory.mktemp("report")
     storage = JournalStorage(JournalFileBackend(str(root / "optuna-journal.log")))
-    make_single_objective(storage)
+    add_confirmation(make_single_objective(storage))
     make_two_objective(storage)
     make_population_study(storage)
     make_only_failed(storage)
@@ -122,6 +123,26 @@ def browser(tmp_path_factory):
     driver.set_page_load_timeout(60)
     yield driver
     driver.quit()
+
+
+def test_the_confirmation_figure_shows_every_seed(report, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    out, _ = report
+    browser.get((out / "studies" / "fashion-lr.html").as_uri())
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script(
+            "return !!document.querySelector('#plot-confirmation svg.main-svg')"
+        )
+    )
+    # 2 configurations x 3 seeds as dots, 2 means, 2 search values: 10 drawn points
+    points = browser.execute_script(
+        "return document.querySelectorAll('#plot-confirmation .scatterlayer .point').length"
+    )
+    assert points == 2 * 3 + 2 + 2
+    card = browser.find_element("id", "confirmation").text
+    assert "confirmed winner" in card and "winner's curse" in card
+    assert "3 seeds" in card and "n=6,000" in card
 
 
 @pytest.mark.slow

@@ -4,10 +4,12 @@ a real tiny study, with a trial that failed after training (as a Ctrl-C leaves o
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from reports import build_report
@@ -43,6 +45,12 @@ def _kpis(html: str, card: str) -> dict[str, str]:
     return {label: value for value, label in found}
 
 
+def _intervals(html: str, card: str) -> list[str]:
+    """The interval lines under the KPI boxes of the card with id ``card``."""
+    body = html.split(f'id="{card}"', 1)[1].split('<div class="card"', 1)[0]
+    return re.findall(r'<div class="ci">([^<]*)</div>', body)
+
+
 def test_the_summary_and_the_report_agree_after_a_failed_trial(tmp_path, capsys) -> None:
     journal = tmp_path / "journal.log"
     assert main([*TINY, "--n-trials", "5", "--storage", str(journal)]) == 0
@@ -65,10 +73,37 @@ def test_the_summary_and_the_report_agree_after_a_failed_trial(tmp_path, capsys)
         kpis = _kpis(page, "pruning-ledger")
         assert (kpis["epochs trained"], kpis["without pruning"]) == (spent, without)
 
-    # the best trial: number, val and test accuracy
+    # the best trial: number, val and test accuracy, each with its split size and interval
     number = re.search(r"^trial\s+(\d+)$", summary, re.MULTILINE).group(1)
-    val = re.search(r"^val accuracy\s+([\d.]+)%$", summary, re.MULTILINE).group(1)
-    test = re.search(r"^test accuracy\s+([\d.]+)%$", summary, re.MULTILINE).group(1)
+    shown = r"\s+([\d.]+)% \(n=([\d,]+), ([\d.]+%)–([\d.]+%)\)$"
+    val, n_val, *val_ci = re.search("^val accuracy" + shown, summary, re.MULTILINE).groups()
+    test, n_test, *test_ci = re.search("^test accuracy" + shown, summary, re.MULTILINE).groups()
     best = _kpis(page, "best")
     assert best[f"val accuracy (trial {number})"] == f"{float(val) / 100:.4f}"
     assert best["test accuracy"] == f"{float(test) / 100:.4f}"
+    intervals = _intervals(page, "best")
+    assert intervals == [f"n={n_val} · 95 % {val_ci[0]}–{val_ci[1]}",
+                         f"n={n_test} · 95 % {test_ci[0]}–{test_ci[1]}"]  # fmt: skip
+
+
+def test_the_summary_and_the_report_show_the_same_confirmation(tmp_path, capsys) -> None:
+    journal = tmp_path / "journal.log"
+    assert main([*TINY, "--n-trials", "4", "--confirm", "2:3", "--storage", str(journal)]) == 0
+    summary = capsys.readouterr().out
+    build_report(storage=str(journal), benchmarks_dir=tmp_path, out_dir=tmp_path / "out")
+    page = (tmp_path / "out" / "studies" / "synthetic-accuracy.html").read_text()
+
+    # the winner and its spread over seeds
+    winner, spread = re.search(
+        r"^confirmed winner: trial (\d+)'s configuration, val (.+)$", summary, re.MULTILINE
+    ).groups()
+    card = html.unescape(page.split('id="confirmation"', 1)[1])
+    assert f"confirmed winner: trial {winner}'s configuration" in card
+    assert _intervals(page, "confirmation")[0] == spread
+    # the winner's curse, in points
+    curse = re.search(r"^winner's curse: the search's best val is ([\d.]+) points (\w+)",
+                      summary, re.MULTILINE)  # fmt: skip
+    points = float(curse.group(1)) * (1 if curse.group(2) == "above" else -1)
+    kpis = _kpis(page, "confirmation")
+    label = next(k for k in kpis if html.unescape(k).startswith("winner's curse"))
+    assert float(kpis[label]) == pytest.approx(points, abs=0.006)

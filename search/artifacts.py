@@ -1,0 +1,128 @@
+"""Trained weights kept through Optuna's artifact API (``optuna.artifacts``).
+
+A complete trial that ranks among the study's best KEEP_BEST at the moment it ends stores its
+``state_dict`` as an artifact of the trial (user attr ``weights``: the artifact id); every
+confirmation run stores its weights as an artifact of the study. The store is a folder:
+beside the journal or SQLite file by default (``reports/optuna-journal-artifacts/``), or
+``--artifacts DIR``, a folder every worker machine sees (a shared mount) when workers run on
+several machines. optuna-dashboard lists the artifacts of a trial when started with
+``--artifact-dir`` on the same folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.trial import TrialState
+from torch import nn
+
+from mnistcore import UserError
+from reports import trial_record as rec
+
+log = logging.getLogger("search")
+
+KEEP_BEST = 5  # complete trials whose weights are kept: those among the best 5 when they end
+NONE = "none"  # --artifacts none: keep no weights
+
+
+class ArtifactStoreError(UserError):
+    """The artifact folder cannot be created or written."""
+
+
+def default_artifact_dir(storage_name: str) -> Path:
+    """The store beside the study's file: ``reports/optuna-journal.log`` ->
+    ``reports/optuna-journal-artifacts``, ``sqlite:///runs/a.db`` -> ``runs/a-artifacts``; for
+    a database server, ``optuna-artifacts`` in the working folder (give ``--artifacts`` a shared
+    folder when workers run on several machines)."""
+    if storage_name.startswith("sqlite:///"):
+        path = Path(storage_name.removeprefix("sqlite:///"))
+    elif "://" in storage_name:
+        return Path("optuna-artifacts")
+    else:
+        path = Path(storage_name)
+    return path.with_name(f"{path.stem}-artifacts")
+
+
+def open_artifact_store(spec: str | None, storage_name: str) -> FileSystemArtifactStore | None:
+    """The store for ``--artifacts spec`` (None: beside the storage; ``none``: no store),
+    created and checked writable now, before any training: a store that cannot be written is
+    one ArtifactStoreError line."""
+    if spec == NONE:
+        return None
+    folder = Path(spec) if spec else default_artifact_dir(storage_name)
+    probe = folder / f".write-test-{uuid.uuid4().hex}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ArtifactStoreError(
+            f"artifact folder {folder} cannot be written ({e.strerror or e}); give "
+            "--artifacts DIR a writable folder, or --artifacts none to keep no weights"
+        ) from None
+    return FileSystemArtifactStore(folder)
+
+
+def store_path(store: FileSystemArtifactStore) -> Path:
+    return Path(store._base_path).resolve()
+
+
+def upload_weights(
+    store: FileSystemArtifactStore,
+    model: nn.Module,
+    filename: str,
+    *,
+    owner: optuna.Study | optuna.trial.BaseTrial,
+    storage: optuna.storages.BaseStorage | None = None,
+) -> str:
+    """Store ``model``'s state_dict (on the CPU) as artifact ``filename`` of ``owner``;
+    returns the artifact id."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, filename)
+        torch.save(state, path)
+        return upload_artifact(
+            artifact_store=store,
+            file_path=path,
+            study_or_trial=owner,  # type: ignore[arg-type]
+            storage=storage,
+        )
+
+
+def load_weights(store: FileSystemArtifactStore, artifact_id: str) -> dict[str, Any]:
+    """The state_dict stored as ``artifact_id``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "weights.pt")
+        download_artifact(artifact_store=store, file_path=path, artifact_id=artifact_id)
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class Keeper:
+    """``Keeper(store)(trial, value, model)``: keep a complete trial's weights when its value
+    is among the best KEEP_BEST of the study's complete trials so far (single-objective
+    studies; in a two-objective study every front member could matter, so all are kept)."""
+
+    def __init__(self, store: FileSystemArtifactStore, keep: int = KEEP_BEST) -> None:
+        self.store = store
+        self.keep = keep
+
+    def __call__(self, trial: optuna.trial.Trial, value: float, model: nn.Module) -> None:
+        if len(trial.study.directions) == 1 and not self._ranks(trial, value):
+            return
+        artifact_id = upload_weights(
+            self.store, model, f"trial-{trial.number}-weights.pt", owner=trial
+        )
+        trial.set_user_attr(rec.WEIGHTS, artifact_id)
+
+    def _ranks(self, trial: optuna.trial.Trial, value: float) -> bool:
+        done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        better = sum(1 for t in done if t.values and t.values[0] > value)
+        return better < self.keep

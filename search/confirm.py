@@ -1,0 +1,283 @@
+"""Confirmation: after the search, retrain the configurations it ranked best with new seeds.
+
+The search's best value is the best of many noisy single runs (on mnist-5k's 400 validation
+images one image is 0.25 %), so it overstates its configuration: the winner's curse.
+``--confirm TOP:SEEDS`` retrains the TOP distinct configurations by validation accuracy with
+SEEDS new seeds each (the search trial's seed + 1, + 2, ...), for the whole epoch budget, no
+pruning, and stores per configuration each seed's val and test accuracy (study user attribute
+``confirmed:<trial>``; reports/confirmation.py reads it). The confirmed winner is the best mean.
+
+``--confirm auto`` (the default) takes SEEDS = 3 and as many of the top 3 configurations as fit
+in 30 % of the search's trial time (at least one), estimating each from its search trial's
+seconds. Configurations already confirmed with enough seeds are not trained again: a rerun
+redoes nothing, a resumed study confirms only configurations new to the top.
+
+Seeds train one at a time with ``--population 1``; with ``--population K`` up to K seeds of a
+configuration train as one fused population, whose members share one batch order (seeded by
+the first), so their spread then covers the initial weights and dropout, not the order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.trial import FrozenTrial, TrialState
+
+from mnistcore import Dataset, TrainConfig, evaluate, fit_population
+from reports import trial_record as rec
+from reports.confirmation import config_key, stored_records
+from reports.intervals import format_spread, seed_spread
+from search.artifacts import upload_weights
+
+log = logging.getLogger("search")
+
+AUTO = "auto"
+AUTO_SEEDS = 3  # the fewest seeds whose t-interval is finite and not absurdly wide
+AUTO_MAX_TOP = 3
+BUDGET_SHARE = 0.30  # auto: the confirmation's estimated cost, over the search's trial seconds
+
+
+@dataclass(frozen=True)
+class ConfirmSpec:
+    top: int  # configurations to confirm (auto: at most); 0 turns confirmation off
+    seeds: int  # new seeds per configuration
+    auto: bool = False
+
+    def __str__(self) -> str:
+        return AUTO if self.auto else f"{self.top}:{self.seeds}" if self.top else "0"
+
+
+def parse_confirm(text: str) -> ConfirmSpec:
+    """``auto``, ``0`` (off) or ``TOP:SEEDS``; ValueError naming the value otherwise."""
+    text = text.strip().lower()
+    if text == AUTO:
+        return ConfirmSpec(AUTO_MAX_TOP, AUTO_SEEDS, auto=True)
+    if text in ("0", "off", "none"):
+        return ConfirmSpec(0, 0)
+    top, sep, seeds = text.partition(":")
+    if not sep or not top.isdigit() or not seeds.isdigit():
+        raise ValueError(f"--confirm {text!r}: write TOP:SEEDS (e.g. 3:5), auto or 0")
+    spec = ConfirmSpec(int(top), int(seeds))
+    if spec.top < 1:
+        raise ValueError(f"--confirm {text!r}: TOP must be >= 1; --confirm 0 turns it off")
+    if spec.seeds < 2:
+        raise ValueError(
+            f"--confirm {text!r}: SEEDS must be >= 2, one seed gives no spread (3 or more "
+            "give a useful interval)"
+        )
+    return spec
+
+
+def search_seconds(trials: list[FrozenTrial]) -> float:
+    """Seconds the study's finished trials took, one after another (what it cost to search)."""
+    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(t.duration.total_seconds() for t in trials if t.state in done and t.duration)
+
+
+def ranked_configs(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Complete trials with a recorded configuration, best validation accuracy first, one per
+    distinct configuration (the best of its repeats)."""
+    complete = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.values and t.user_attrs.get(rec.CONFIG)
+    ]
+    complete.sort(key=lambda t: (-t.values[0], t.number))
+    seen: set[str] = set()
+    distinct = []
+    for trial in complete:
+        key = config_key(trial.user_attrs[rec.CONFIG])
+        if key not in seen:
+            seen.add(key)
+            distinct.append(trial)
+    return distinct
+
+
+@dataclass
+class Plan:
+    top: list[FrozenTrial]  # the configurations to confirm, best first
+    to_train: dict[int, list[int]]  # trial number -> seeds still to run
+    budget: float | None  # auto: seconds allowed; None otherwise
+    estimate: float  # seconds the training is expected to take
+    short: int  # configurations missing because the study has fewer complete trials than TOP
+
+
+def plan(study: optuna.Study, spec: ConfirmSpec) -> Plan:
+    trials = study.get_trials(deepcopy=False)
+    ranked = ranked_configs(trials)
+    done = {
+        config_key(r.get("config") or {}): r for r in stored_records(study.user_attrs).values()
+    }
+    top: list[FrozenTrial] = []
+    to_train: dict[int, list[int]] = {}
+    budget = BUDGET_SHARE * search_seconds(trials) if spec.auto else None
+    estimate = 0.0
+    for trial in ranked[: spec.top]:
+        seeds = confirm_seeds(trial, spec.seeds)
+        have = set((done.get(config_key(trial.user_attrs[rec.CONFIG])) or {}).get("seeds", []))
+        missing = [s for s in seeds if s not in have]
+        cost = len(missing) * (trial.duration.total_seconds() if trial.duration else 0.0)
+        if budget is not None and top and estimate + cost > budget:
+            break  # auto: the first always fits; the others only within the budget
+        top.append(trial)
+        estimate += cost
+        if missing:
+            to_train[trial.number] = missing
+    short = 0 if spec.auto else max(spec.top - len(ranked), 0)
+    return Plan(top, to_train, budget, estimate, short)
+
+
+def confirm_seeds(trial: FrozenTrial, n: int) -> list[int]:
+    """The confirmation's seeds: new ones, after the seed the search trial trained with."""
+    seed = int(trial.user_attrs.get(rec.SEED, trial.user_attrs[rec.CONFIG].get("seed", 0)))
+    return [seed + 1 + i for i in range(n)]
+
+
+def confirm(
+    study: optuna.Study,
+    data: Dataset,
+    spec: ConfirmSpec,
+    *,
+    device: str,
+    threads: int,
+    population: int = 1,
+    store: FileSystemArtifactStore | None = None,
+) -> float:
+    """Confirm the study's top configurations (``plan``); returns the seconds spent training.
+    Each configuration's record is stored as soon as its seeds are done, so a Ctrl-C loses at
+    most the configuration in progress."""
+    if spec.top == 0:
+        return 0.0
+    the_plan = plan(study, spec)
+    if not the_plan.top:
+        log.warning("confirmation: no complete trial with a recorded configuration to confirm")
+        return 0.0
+    if the_plan.short:
+        log.warning(
+            "confirmation: --confirm %s asks for the top %d, the study has %d complete "
+            "configuration(s): confirming those",
+            spec, spec.top, len(the_plan.top),
+        )  # fmt: skip
+    if not the_plan.to_train:
+        log.info("confirmation: the top %d already confirmed, nothing to train", len(the_plan.top))
+        _store_settings(study, spec, the_plan)
+        return 0.0
+    how = (
+        f"auto: {BUDGET_SHARE:.0%} of the search's {the_plan.budget / BUDGET_SHARE:.0f} s"
+        if the_plan.budget is not None
+        else f"--confirm {spec}"
+    )
+    log.info(
+        "confirmation: retraining the top %d configuration(s) with %d new seeds each (%s; "
+        "about %.0f s)",
+        len(the_plan.top), spec.seeds, how, the_plan.estimate,
+    )  # fmt: skip
+    start = time.perf_counter()
+    by_number = {t.number: t for t in the_plan.top}
+    for number, seeds in the_plan.to_train.items():
+        record = _confirm_one(
+            study, by_number[number], seeds, data,
+            device=device, threads=threads, population=population, store=store,
+        )  # fmt: skip
+        val = [v for v in record["val"] if v is not None]
+        log.info(
+            "confirmed trial %d's configuration: val %s (the search's run: %.2f%%)",
+            number, format_spread(seed_spread(val)) if val else "every seed diverged",
+            100 * record["search_val"],
+        )  # fmt: skip
+    spent = time.perf_counter() - start
+    _store_settings(study, spec, the_plan)
+    return spent
+
+
+def _store_settings(study: optuna.Study, spec: ConfirmSpec, the_plan: Plan) -> None:
+    study.set_user_attr(
+        rec.CONFIRM_SETTINGS,
+        {
+            "top": len(the_plan.top),
+            "asked": spec.top,
+            "seeds": spec.seeds,
+            "auto": spec.auto,
+            "search_seconds": round(search_seconds(study.get_trials(deepcopy=False)), 2),
+        },
+    )
+
+
+def _confirm_one(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    seeds: list[int],
+    data: Dataset,
+    *,
+    device: str,
+    threads: int,
+    population: int,
+    store: FileSystemArtifactStore | None,
+) -> dict[str, Any]:
+    """Train ``trial``'s configuration with each of ``seeds``, merge the results into its
+    stored record and store it."""
+    same = config_key(trial.user_attrs[rec.CONFIG])
+    number, record = next(
+        (
+            (n, r)
+            for n, r in stored_records(study.user_attrs).items()
+            if config_key(r.get("config") or {}) == same
+        ),
+        (trial.number, {}),
+    )  # a configuration keeps its first record, more seeds join it
+    record = {
+        "trial": number,
+        "config": trial.user_attrs[rec.CONFIG],
+        "search_val": trial.values[0],
+        "search_test": trial.user_attrs.get(rec.TEST_ACCURACY),
+        "seeds": list(record.get("seeds", [])),
+        "val": list(record.get("val", [])),
+        "test": list(record.get("test", [])),
+        "weights": list(record.get("weights", [])),
+        "diverged": list(record.get("diverged", [])),
+        "seconds": float(record.get("seconds", 0.0)),
+        "n_val": data.sizes["val"],
+        "n_test": data.sizes["test"],
+    }
+    base = TrainConfig(**trial.user_attrs[rec.CONFIG]).replace(device=device, threads=threads)
+    for start in range(0, len(seeds), max(population, 1)):
+        chunk = seeds[start : start + max(population, 1)]
+        configs = [base.replace(seed=s) for s in chunk]
+        clock = time.perf_counter()
+        last = None
+        for pop, results in fit_population(configs, data):
+            last = pop, {r.member: r for r in results}
+        assert last is not None  # epochs >= 1
+        pop, results = last
+        for member, seed in enumerate(chunk):
+            result = results.get(member)
+            record["seeds"].append(seed)
+            if member in pop.diverged or result is None or math.isnan(result.val_accuracy):
+                record["val"].append(None)
+                record["test"].append(None)
+                record["weights"].append(None)
+                record["diverged"].append(seed)
+                continue
+            model = pop.member_model(member)
+            test = evaluate(model, data.to(pop.device).test)
+            record["val"].append(result.val_accuracy)
+            record["test"].append(test.accuracy)
+            record["weights"].append(
+                upload_weights(
+                    store,
+                    model,
+                    f"confirm-trial-{trial.number}-seed-{seed}-weights.pt",
+                    owner=study,
+                )  # fmt: skip
+                if store is not None
+                else None
+            )
+        record["seconds"] = round(record["seconds"] + time.perf_counter() - clock, 3)
+    study.set_user_attr(rec.CONFIRMED_PREFIX + str(number), record)
+    return record
