@@ -75,9 +75,22 @@ def parse_confirm(text: str) -> ConfirmSpec:
 
 
 def search_seconds(trials: list[FrozenTrial]) -> float:
-    """Seconds the study's finished trials took, one after another (what it cost to search)."""
+    """Seconds during which the study's finished trials were running: the union of their
+    start-end spans, so trials trained together (a population, parallel workers) count once."""
     done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return sum(t.duration.total_seconds() for t in trials if t.state in done and t.duration)
+    spans = sorted(
+        (t.datetime_start, t.datetime_complete)
+        for t in trials
+        if t.state in done and t.datetime_start and t.datetime_complete
+    )
+    total, end = 0.0, None
+    for start, stop in spans:
+        if end is not None and start < end:  # overlaps the previous span: count the rest
+            start = end
+        if stop > start:
+            total += (stop - start).total_seconds()
+            end = stop
+    return total
 
 
 def ranked_configs(trials: list[FrozenTrial]) -> list[FrozenTrial]:

@@ -10,12 +10,13 @@ import math
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
-from optuna.trial import TrialState, create_trial
+from optuna.trial import FrozenTrial, TrialState, create_trial
 from scipy.stats import binomtest
 from scipy.stats import t as student_t
 
@@ -26,7 +27,7 @@ from reports.intervals import seed_spread, wilson
 from reports.storage import open_storage
 from search.artifacts import load_weights
 from search.cli import main
-from search.confirm import ConfirmSpec, parse_confirm, plan
+from search.confirm import ConfirmSpec, parse_confirm, plan, search_seconds
 from search.setup import DATA_SPLIT_SEED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,3 +251,21 @@ def test_export_without_a_study_is_one_line(tmp_path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "missing.log" in result.stderr
+
+
+def test_the_search_time_counts_overlapping_trials_once() -> None:
+    start = datetime(2026, 1, 1)
+
+    def trial(begin: float, end: float) -> FrozenTrial:
+        return FrozenTrial(
+            number=0, state=TrialState.COMPLETE, value=0.5, values=None,
+            datetime_start=start + timedelta(seconds=begin),
+            datetime_complete=start + timedelta(seconds=end),
+            params={}, distributions={}, user_attrs={}, system_attrs={},
+            intermediate_values={}, trial_id=0,
+        )  # fmt: skip
+
+    # a population of two (same span) and a later trial: 10 + 3 seconds
+    assert search_seconds([trial(0, 10), trial(0, 10), trial(12, 15)]) == 13.0
+    # two workers overlapping, one trial inside another
+    assert search_seconds([trial(0, 10), trial(5, 20), trial(6, 8)]) == 20.0
