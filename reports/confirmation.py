@@ -28,7 +28,7 @@ class ConfirmedConfig(NamedTuple):
     search_val: float  # the search trial's validation accuracy (one run)
     search_test: float | None
     seeds: tuple[int, ...]  # the confirmation's seeds, one run each
-    val: Spread  # over the seeds that did not diverge
+    val: Spread | None  # over the seeds that did not diverge; None when every seed diverged
     test: Spread | None
     val_values: tuple[float, ...]
     test_values: tuple[float, ...]
@@ -39,16 +39,16 @@ class ConfirmedConfig(NamedTuple):
     diverged: tuple[int, ...]  # seeds whose loss became non-finite
 
     @property
-    def curse(self) -> float:
+    def curse(self) -> float | None:
         """The search's single value minus the confirmed mean (> 0: the search overstated)."""
-        return self.search_val - self.val.mean
+        return None if self.val is None else self.search_val - self.val.mean
 
 
 class Confirmation(NamedTuple):
     configs: tuple[ConfirmedConfig, ...]  # best mean val first
-    winner: ConfirmedConfig | None
+    winner: ConfirmedConfig | None  # None when every seed of every configuration diverged
     curse: float | None  # search's best val - confirmed mean of that configuration
-    settings: dict[str, Any]  # CONFIRM_SETTINGS: top, seeds, auto, search_seconds, seconds
+    settings: dict[str, Any]  # CONFIRM_SETTINGS: top, asked, seeds, auto, search_seconds
 
     @property
     def cost_share(self) -> float | None:
@@ -63,61 +63,84 @@ def config_key(config: Mapping[str, Any]) -> str:
 
 
 def stored_records(user_attrs: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
-    """Trial number -> the stored confirmation record (see search/confirm.py)."""
+    """Trial number -> the stored confirmation record (see search/confirm.py); a record that
+    is not of that shape (edited by hand, say) is left out."""
     records = {}
     for key, value in user_attrs.items():
-        if key.startswith(rec.CONFIRMED_PREFIX) and isinstance(value, dict):
-            number = key.removeprefix(rec.CONFIRMED_PREFIX)
-            if number.isdigit():
-                records[int(number)] = value
+        number = key.removeprefix(rec.CONFIRMED_PREFIX)
+        if key.startswith(rec.CONFIRMED_PREFIX) and number.isdigit() and _well_formed(value):
+            records[int(number)] = value
     return records
+
+
+def _well_formed(record: Any) -> bool:
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        return False
+    if not isinstance(record.get("trial"), int) or not _number(record.get("search_val")):
+        return False
+    if not _number(record.get("seconds")):
+        return False
+    lists = [record.get(k) for k in ("seeds", "val", "test", "weights", "diverged")]
+    if not all(isinstance(x, list) for x in lists):
+        return False
+    seeds, val, test, weights, _ = lists
+    return len(seeds) == len(val) == len(test) == len(weights) and all(
+        v is None or _number(v) for v in val + test
+    )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def extract_confirmation(
     user_attrs: Mapping[str, Any], trials: Sequence[FrozenTrial]
 ) -> Confirmation | None:
     """The study's confirmation, or None when none was run."""
-    configs = [c for c in (_confirmed(r) for r in stored_records(user_attrs).values()) if c]
+    configs = [_confirmed(r) for r in stored_records(user_attrs).values()]
     if not configs:
         return None
-    configs.sort(key=lambda c: (-c.val.mean, c.trial))
+    # best mean first; configurations where every seed diverged last
+    configs.sort(key=lambda c: (c.val is None, -(c.val.mean if c.val else 0.0), c.trial))
+    # the winner trained without diverging on every seed; failing that, the best mean
+    clean = [c for c in configs if c.val is not None and not c.diverged]
+    some = [c for c in configs if c.val is not None]
+    winner = (clean or some or [None])[0]
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
     curse = None
     if complete:
         best = max(complete, key=lambda t: (t.values[0], -t.number))
         key = config_key(best.user_attrs.get(rec.CONFIG) or {})
-        same = [c for c in configs if config_key(c.config) == key]
+        same = [c for c in configs if config_key(c.config) == key and c.val is not None]
         if same:
             curse = best.values[0] - same[0].val.mean
     settings = user_attrs.get(rec.CONFIRM_SETTINGS)
     return Confirmation(
         configs=tuple(configs),
-        winner=configs[0],
+        winner=winner,
         curse=curse,
         settings=dict(settings) if isinstance(settings, dict) else {},
     )
 
 
-def _confirmed(record: dict[str, Any]) -> ConfirmedConfig | None:
-    val = [float(v) for v in record.get("val", []) if v is not None]
-    if not val:
-        return None  # every seed diverged: nothing to average
-    test = [float(v) for v in record.get("test", []) if v is not None]
+def _confirmed(record: dict[str, Any]) -> ConfirmedConfig:
+    val = [float(v) for v in record["val"] if v is not None]
+    test = [float(v) for v in record["test"] if v is not None]
     return ConfirmedConfig(
         trial=int(record["trial"]),
-        config=dict(record.get("config") or {}),
+        config=dict(record["config"]),
         search_val=float(record["search_val"]),
         search_test=_float(record.get("search_test")),
-        seeds=tuple(int(s) for s in record.get("seeds", [])),
-        val=seed_spread(val),
+        seeds=tuple(int(s) for s in record["seeds"]),
+        val=seed_spread(val) if val else None,
         test=seed_spread(test) if test else None,
         val_values=tuple(val),
         test_values=tuple(test),
         n_val=_int(record.get("n_val")),
         n_test=_int(record.get("n_test")),
-        seconds=float(record.get("seconds", 0.0)),
-        weights=tuple(str(w) for w in record.get("weights", []) if w),
-        diverged=tuple(int(s) for s in record.get("diverged", [])),
+        seconds=float(record["seconds"]),
+        weights=tuple(str(w) for w in record["weights"] if w),
+        diverged=tuple(int(s) for s in record["diverged"]),
     )
 
 

@@ -68,15 +68,26 @@ def t_quantile_975(df: int) -> float:
     return float(t.ppf(0.975, df))
 
 
+def wilson_text(accuracy: object, n: object) -> str | None:
+    """``95.1%–98.5%``: the Wilson interval of an accuracy on n images; None when either is
+    unknown."""
+    if not isinstance(accuracy, float | int) or isinstance(accuracy, bool) or math.isnan(accuracy):
+        return None
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        return None
+    low, high = wilson(float(accuracy), n)
+    return f"{low:.1%}–{high:.1%}"
+
+
 def format_accuracy(accuracy: float | None, n: int | None) -> str:
-    """``97.25 % (n=400, 95.2–98.5)``: the accuracy, its split size and its Wilson interval;
+    """``97.25% (n=400, 95.1%–98.5%)``: the accuracy, its split size and its Wilson interval;
     without a known n just the accuracy."""
     if accuracy is None or (isinstance(accuracy, float) and math.isnan(accuracy)):
         return "n/a"
-    if not n:
+    interval = wilson_text(accuracy, n)
+    if interval is None:
         return f"{accuracy:.2%}"
-    low, high = wilson(accuracy, n)
-    return f"{accuracy:.2%} (n={n:,}, {low:.1%}–{high:.1%})"
+    return f"{accuracy:.2%} (n={n:,}, {interval})"
 
 
 def format_spread(spread: Spread) -> str:

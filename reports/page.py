@@ -21,7 +21,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from reports import trial_record as rec
-from reports.intervals import format_spread, wilson
+from reports.intervals import format_accuracy as format_accuracy_n
+from reports.intervals import format_spread, wilson_text
 from reports.panel import Panel
 from reports.study_data import format_epochs, train_command
 
@@ -85,6 +86,7 @@ def _environment() -> Environment:
         ticks=backticks_to_code,
         acc=format_accuracy,
         wilson=format_wilson,
+        accn=format_accuracy_n,
         spread=format_spread,
         ips=format_images_per_second,
         duration=format_duration,
@@ -148,11 +150,9 @@ def format_accuracy(value: float | None) -> str:
 
 
 def format_wilson(value: float | None, n: int | None) -> str:
-    """``n=400 · 95 % 95.1–98.5 %`` under an accuracy; empty when either is unknown."""
-    if value is None or not n:
-        return ""
-    low, high = wilson(value, n)
-    return f"n={n:,} · 95 % {low:.1%}–{high:.1%}"
+    """``n=400 · 95 % 95.1%–98.5%`` under an accuracy; empty when either is unknown."""
+    interval = wilson_text(value, n)
+    return "" if interval is None else f"n={n:,} · 95 % {interval}"
 
 
 def format_percent(value: float | None) -> str:

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from reports import trial_record as rec
 from reports.confirmation import Confirmation, extract_confirmation
-from reports.intervals import wilson
+from reports.intervals import wilson_text
 
 __all__ = [
     "BestTrial",
@@ -426,13 +426,13 @@ def trials_table(
             values = trial.values or []
             row[value_name] = values[i] if i < len(values) else None
             if value_name == "val accuracy":
-                row["val 95% CI"] = _wilson_text(row[value_name], sizes.get("val"))
+                row["val 95% CI"] = wilson_text(row[value_name], sizes.get("val"))
         for key in TABLE_ATTRS:
             if key == rec.IMAGES_PER_SECOND and "img/s" in value_names:
                 continue  # the second objective already is the img/s
             row[key] = trial.user_attrs.get(key)
             if key == rec.TEST_ACCURACY:
-                row["test 95% CI"] = _wilson_text(row[key], sizes.get("test"))
+                row["test 95% CI"] = wilson_text(row[key], sizes.get("test"))
         row["duration_s"] = (
             trial.duration.total_seconds() if trial.duration is not None else None
         )
@@ -450,14 +450,6 @@ def trials_table(
     return frame.sort_values(
         [first, "trial"], ascending=[ascending, True], na_position="last", kind="stable"
     ).reset_index(drop=True)
-
-
-def _wilson_text(accuracy: Any, n: Any) -> str | None:
-    """``95.1–98.5 %``: the Wilson interval of an accuracy on n images (None if unknown)."""
-    if not isinstance(accuracy, float) or not isinstance(n, int) or n <= 0:
-        return None
-    low, high = wilson(accuracy, n)
-    return f"{low:.1%}–{high:.1%}"
 
 
 def learning_curves(trials: Sequence[FrozenTrial], *, steps_per_epoch: int = 1) -> pd.DataFrame:

@@ -187,25 +187,26 @@ def _confirmation(report: StudyReport) -> go.Figure:
     confirmation = report.confirmation
     assert confirmation is not None
     figure = go.Figure()
-    labels = [f"trial {c.trial}" for c in confirmation.configs]
-    for label, c in zip(labels, confirmation.configs, strict=True):
+    configs = [c for c in confirmation.configs if c.val is not None]  # not all diverged
+    labels = [f"trial {c.trial}" for c in configs]
+    for label, c in zip(labels, configs, strict=True):
         figure.add_trace(go.Scatter(
             x=[label] * len(c.val_values), y=list(c.val_values), mode="markers",
             marker={"color": COMPLETE_COLOR, "size": 7, "opacity": 0.6},
             name="confirmation seeds", legendgroup="seeds", showlegend=label == labels[0],
             hovertemplate="%{y:.2%}<extra>one seed</extra>",
         ))  # fmt: skip
-    means = [c.val.mean for c in confirmation.configs]
-    low = [c.val.mean - (c.val.interval or (c.val.mean, 0))[0] for c in confirmation.configs]
-    high = [(c.val.interval or (0, c.val.mean))[1] - c.val.mean for c in confirmation.configs]
+    means = [c.val.mean for c in configs]
+    low = [c.val.mean - (c.val.interval or (c.val.mean, 0))[0] for c in configs]
+    high = [(c.val.interval or (0, c.val.mean))[1] - c.val.mean for c in configs]
     figure.add_trace(go.Scatter(
         x=labels, y=means, mode="markers", name="confirmed mean (95 % interval)",
         marker={"color": "black", "symbol": "line-ew-open", "size": 22, "line": {"width": 2}},
         error_y={"type": "data", "symmetric": False, "array": high, "arrayminus": low},
         hovertemplate="mean %{y:.2%}<extra></extra>",
     ))  # fmt: skip
-    search = [c.search_val for c in confirmation.configs]
-    bounds = [wilson(c.search_val, c.n_val) if c.n_val else None for c in confirmation.configs]
+    search = [c.search_val for c in configs]
+    bounds = [wilson(c.search_val, c.n_val) if c.n_val else None for c in configs]
     figure.add_trace(go.Scatter(
         x=labels, y=search, mode="markers", name="the search's single run",
         marker={"color": PRUNED_COLOR, "symbol": "diamond", "size": 10},

@@ -46,4 +46,4 @@ ARTIFACT_STORE = "artifact_store"  # the folder of the artifact store (absolute 
 # -- confirmation (search/confirm.py): one attribute per confirmed configuration, named
 # CONFIRMED_PREFIX + the number of the search trial that proposed it, and the settings
 CONFIRMED_PREFIX = "confirmed:"
-CONFIRM_SETTINGS = "confirm"  # {"top", "seeds", "auto", "search_seconds", "seconds"}
+CONFIRM_SETTINGS = "confirm"  # {"top", "asked", "seeds", "auto", "search_seconds"}

@@ -117,9 +117,16 @@ class Keeper:
     def __call__(self, trial: optuna.trial.Trial, value: float, model: nn.Module) -> None:
         if len(trial.study.directions) == 1 and not self._ranks(trial, value):
             return
-        artifact_id = upload_weights(
-            self.store, model, f"trial-{trial.number}-weights.pt", owner=trial
-        )
+        try:
+            artifact_id = upload_weights(
+                self.store, model, f"trial-{trial.number}-weights.pt", owner=trial
+            )
+        except OSError as e:  # a full disk, a vanished mount: the trial itself is still good
+            log.warning(
+                "trial %d's weights not kept: artifact store %s: %s",
+                trial.number, store_path(self.store), e.strerror or e,
+            )  # fmt: skip
+            return
         trial.set_user_attr(rec.WEIGHTS, artifact_id)
 
     def _ranks(self, trial: optuna.trial.Trial, value: float) -> bool:

@@ -194,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the search, retrain the TOP configurations by val accuracy with SEEDS new "
         "seeds each and report mean, spread and 95%% interval; the winner is the best mean. "
         f"auto: {AUTO_SEEDS} seeds, as many of the top {AUTO_MAX_TOP} as fit in "
-        f"{BUDGET_SHARE:.0%} of the search's trial time (at least 1); 0: off. Stored in the "
-        "study: a rerun does not redo them (default: %(default)s)",
+        f"{BUDGET_SHARE * 100:.0f}%% of the search's time (the best always); 0: off. Stored "
+        "in the study: a rerun does not redo them (default: %(default)s)",
     )
     a(
         "--artifacts",

@@ -8,9 +8,10 @@ pruning, and stores per configuration each seed's val and test accuracy (study u
 ``confirmed:<trial>``; reports/confirmation.py reads it). The confirmed winner is the best mean.
 
 ``--confirm auto`` (the default) takes SEEDS = 3 and as many of the top 3 configurations as fit
-in 30 % of the search's trial time (at least one), estimating each from its search trial's
-seconds. Configurations already confirmed with enough seeds are not trained again: a rerun
-redoes nothing, a resumed study confirms only configurations new to the top.
+in 30 % of the search's time, counting what earlier runs spent confirming (the best one always),
+estimating each from its search trial's seconds. Configurations already confirmed with enough
+seeds are not trained again: a rerun redoes nothing, a resumed study confirms only
+configurations new to the top.
 
 Seeds train one at a time with ``--population 1``; with ``--population K`` up to K seeds of a
 configuration train as one fused population, whose members share one batch order (seeded by
@@ -114,36 +115,45 @@ def ranked_configs(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 @dataclass
 class Plan:
-    top: list[FrozenTrial]  # the configurations to confirm, best first
+    top: list[FrozenTrial]  # the configurations to confirm, best first (each by the trial
+    # its record names when it has one, so a record never mixes two trials)
     to_train: dict[int, list[int]]  # trial number -> seeds still to run
-    budget: float | None  # auto: seconds allowed; None otherwise
-    estimate: float  # seconds the training is expected to take
+    budget: float | None  # auto: seconds allowed in all; None otherwise
+    spent: float  # seconds the stored confirmations took
+    estimate: float  # seconds the training still to do is expected to take
     short: int  # configurations missing because the study has fewer complete trials than TOP
 
 
-def plan(study: optuna.Study, spec: ConfirmSpec) -> Plan:
+def plan(study: optuna.Study, spec: ConfirmSpec, *, population: int = 1) -> Plan:
+    """What ``spec`` asks of the study now: the top configurations and their missing seeds.
+
+    ``auto``: the best configuration always, the next ones while the stored confirmations'
+    seconds plus the estimate stay within BUDGET_SHARE of the search's time; a configuration's
+    estimate is its search trial's seconds per run of ``population`` seeds."""
     trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
     ranked = ranked_configs(trials)
-    done = {
-        config_key(r.get("config") or {}): r for r in stored_records(study.user_attrs).values()
-    }
+    records = stored_records(study.user_attrs)
+    by_key = {config_key(r["config"]): (n, r) for n, r in records.items()}
+    spent = sum(r["seconds"] for r in records.values())
+    budget = BUDGET_SHARE * search_seconds(trials) if spec.auto else None
     top: list[FrozenTrial] = []
     to_train: dict[int, list[int]] = {}
-    budget = BUDGET_SHARE * search_seconds(trials) if spec.auto else None
     estimate = 0.0
-    for trial in ranked[: spec.top]:
-        seeds = confirm_seeds(trial, spec.seeds)
-        have = set((done.get(config_key(trial.user_attrs[rec.CONFIG])) or {}).get("seeds", []))
-        missing = [s for s in seeds if s not in have]
-        cost = len(missing) * (trial.duration.total_seconds() if trial.duration else 0.0)
-        if budget is not None and top and estimate + cost > budget:
-            break  # auto: the first always fits; the others only within the budget
+    for best in ranked[: spec.top]:
+        number, record = by_key.get(config_key(best.user_attrs[rec.CONFIG]), (None, {}))
+        trial = by_number.get(number, best) if number is not None else best
+        missing = [s for s in confirm_seeds(trial, spec.seeds) if s not in record.get("seeds", [])]
+        runs = math.ceil(len(missing) / max(population, 1))
+        cost = runs * (best.duration.total_seconds() if best.duration else 0.0)
+        if budget is not None and top and spent + estimate + cost > budget:
+            break  # auto: the best always; the others only within the budget
         top.append(trial)
         estimate += cost
         if missing:
             to_train[trial.number] = missing
     short = 0 if spec.auto else max(spec.top - len(ranked), 0)
-    return Plan(top, to_train, budget, estimate, short)
+    return Plan(top, to_train, budget, spent, estimate, short)
 
 
 def confirm_seeds(trial: FrozenTrial, n: int) -> list[int]:
@@ -162,12 +172,12 @@ def confirm(
     population: int = 1,
     store: FileSystemArtifactStore | None = None,
 ) -> float:
-    """Confirm the study's top configurations (``plan``); returns the seconds spent training.
-    Each configuration's record is stored as soon as its seeds are done, so a Ctrl-C loses at
-    most the configuration in progress."""
+    """Confirm the study's top configurations (``plan``); returns the wall seconds spent.
+    A configuration's record is stored after each run of seeds, so a Ctrl-C loses at most the
+    run in progress."""
     if spec.top == 0:
         return 0.0
-    the_plan = plan(study, spec)
+    the_plan = plan(study, spec, population=population)
     if not the_plan.top:
         log.warning("confirmation: no complete trial with a recorded configuration to confirm")
         return 0.0
@@ -182,7 +192,8 @@ def confirm(
         _store_settings(study, spec, the_plan)
         return 0.0
     how = (
-        f"auto: {BUDGET_SHARE:.0%} of the search's {the_plan.budget / BUDGET_SHARE:.0f} s"
+        f"auto: {len(the_plan.top)} of the top {spec.top} fit in {BUDGET_SHARE:.0%} of the "
+        f"search's {the_plan.budget / BUDGET_SHARE:.0f} s"
         if the_plan.budget is not None
         else f"--confirm {spec}"
     )
@@ -235,17 +246,10 @@ def _confirm_one(
 ) -> dict[str, Any]:
     """Train ``trial``'s configuration with each of ``seeds``, merge the results into its
     stored record and store it."""
-    same = config_key(trial.user_attrs[rec.CONFIG])
-    number, record = next(
-        (
-            (n, r)
-            for n, r in stored_records(study.user_attrs).items()
-            if config_key(r.get("config") or {}) == same
-        ),
-        (trial.number, {}),
-    )  # a configuration keeps its first record, more seeds join it
+    key = rec.CONFIRMED_PREFIX + str(trial.number)  # plan() gave the record's own trial
+    record = stored_records(study.user_attrs).get(trial.number, {})
     record = {
-        "trial": number,
+        "trial": trial.number,
         "config": trial.user_attrs[rec.CONFIG],
         "search_val": trial.values[0],
         "search_test": trial.user_attrs.get(rec.TEST_ACCURACY),
@@ -292,5 +296,5 @@ def _confirm_one(
                 else None
             )
         record["seconds"] = round(record["seconds"] + time.perf_counter() - clock, 3)
-    study.set_user_attr(rec.CONFIRMED_PREFIX + str(number), record)
+        study.set_user_attr(key, record)  # after each run: a Ctrl-C keeps the seeds done
     return record

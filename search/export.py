@@ -23,15 +23,14 @@ from typing import Any
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
-from optuna.trial import TrialState
 
 from mnistcore import TrainConfig, UserError, write_recipe
 from mnistcore.cli import run_main, setup_logging
 from reports import trial_record as rec
-from reports.confirmation import extract_confirmation
+from reports.confirmation import extract_confirmation, stored_records
 from reports.intervals import format_accuracy, format_spread
 from reports.storage import DEFAULT_JOURNAL, read_storage
-from reports.study_data import MACHINE_DEFAULTS, slugify
+from reports.study_data import MACHINE_DEFAULTS, best_trial, slugify
 from search.artifacts import default_artifact_dir
 
 log = logging.getLogger("search")
@@ -127,17 +126,20 @@ def _winner(study: optuna.Study) -> dict[str, Any]:
     the best complete trial with its own."""
     trials = study.get_trials(deepcopy=False)
     confirmation = extract_confirmation(study.user_attrs, trials)
+    if confirmation is not None and confirmation.winner is None:
+        raise ExportError(
+            f"every seed of every confirmed configuration of study {study.study_name!r} "
+            "diverged: nothing worth exporting; search lower learning rates (--lr)"
+        )
     if confirmation is not None and confirmation.winner is not None:
         w = confirmation.winner
-        record = study.user_attrs[rec.CONFIRMED_PREFIX + str(w.trial)]
-        kept = [
-            (seed, val, test, artifact)
-            for seed, val, test, artifact in zip(
-                record["seeds"], record["val"], record["test"], record["weights"], strict=True
-            )
-            if artifact and val is not None
-        ]
-        seed, val, test, artifact = kept[0] if kept else (w.seeds[0], None, None, None)
+        assert w.val is not None  # a winner has seeds that trained
+        record = stored_records(study.user_attrs)[w.trial]
+        columns = (record[k] for k in ("seeds", "val", "test", "weights"))
+        runs = list(zip(*columns, strict=True))  # stored_records checked their lengths
+        trained = [r for r in runs if r[1] is not None]  # not diverged
+        # the first seed whose weights are stored, else the first that trained
+        seed, val, test, artifact = next((r for r in trained if r[3]), trained[0])
         return {
             "trial": w.trial,
             "what": f"the confirmed winner (trial {w.trial}'s configuration)",
@@ -151,13 +153,13 @@ def _winner(study: optuna.Study) -> dict[str, Any]:
                 f"the search's single val: {format_accuracy(w.search_val, w.n_val)}",
             ],
         }
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
-    if not complete:
+    shown = best_trial(trials, study.directions)
+    if shown is None:
         raise ExportError(
             f"study {study.study_name!r} has no complete trial to export; run more trials "
             "with python -m search.study"
         )
-    best = max(complete, key=lambda t: (t.values[0], -t.number))
+    best = next(t for t in trials if t.number == shown.number)
     config = best.user_attrs.get(rec.CONFIG)
     if not config:
         raise ExportError(
@@ -194,15 +196,19 @@ def _store(spec: str | None, study: optuna.Study, storage_name: str) -> Path:
 
 
 def _download(folder: Path, artifact_id: str | None, path: Path) -> bool:
+    """Copy the artifact to ``path`` (replacing an earlier export); False when not stored."""
     if not artifact_id or not folder.is_dir():
         return False
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
     try:
         download_artifact(
-            artifact_store=FileSystemArtifactStore(folder), file_path=str(path),
+            artifact_store=FileSystemArtifactStore(folder), file_path=str(partial),
             artifact_id=artifact_id,
         )  # fmt: skip
     except ArtifactNotFound:
         return False
+    partial.replace(path)
     return True
 
 

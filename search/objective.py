@@ -239,8 +239,8 @@ class Objective:
             ledger = ledgers[member]
             with self._optuna():
                 trial.set_user_attr(rec.TEST_ACCURACY, test.accuracy)
-                if self.keep is not None:
-                    self.keep(trial, ledger.last_accuracy, model)
+            if self.keep is not None:  # our own work, not Optuna's: outside its timer
+                self.keep(trial, ledger.last_accuracy, model)
             values = (
                 ledger.last_accuracy
                 if self.prunes

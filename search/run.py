@@ -181,7 +181,7 @@ def _confirm(
         )
         return True
     if seconds:
-        lines.append(f"this run's confirmation: {seconds:.1f} s")
+        lines.append(f"this run's confirmation: {seconds:.1f} s of wall time")
     return False
 
 
@@ -446,6 +446,7 @@ class Parent:
         argv = [
             *self.argv,
             "--workers", "1", "--seed", str(seed), "--threads", str(threads), "--no-report",
+            "--confirm", "0",  # the parent confirms once, after every worker is done
         ]  # fmt: skip
         env = {
             **os.environ,

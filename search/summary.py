@@ -54,7 +54,11 @@ def format_summary(report: StudyReport, *, run_lines: list[str] | None = None) -
         rows = [
             {
                 "trial": b.number,
-                **{n: _fmt(v) for n, v in zip(report.objective_names, b.values, strict=True)},
+                report.objective_names[0]: format_accuracy(b.values[0], report.split_size("val")),
+                **{
+                    n: _fmt(v)
+                    for n, v in zip(report.objective_names[1:], b.values[1:], strict=True)
+                },
                 "test accuracy": format_accuracy(b.test_accuracy, report.split_size("test")),
                 **_params(b),
             }
@@ -70,23 +74,27 @@ def format_summary(report: StudyReport, *, run_lines: list[str] | None = None) -
 
 def _confirmation(confirmation: Confirmation) -> list[str]:
     """The confirmed table (best mean val first), the winner, the winner's curse, the cost."""
+    diverged = any(c.diverged for c in confirmation.configs)
     rows = [
         {
             "trial": c.trial,
-            "val mean ± sd (95% interval)": format_spread(c.val),
+            "val mean ± sd (95% interval)": format_spread(c.val) if c.val else "all diverged",
             "test mean ± sd (95% interval)": format_spread(c.test) if c.test else "n/a",
             "the search's single val": format_accuracy(c.search_val, c.n_val),
-            **({"diverged": len(c.diverged)} if c.diverged else {}),
+            **({"diverged": f"{len(c.diverged)} of {len(c.seeds)}"} if diverged else {}),
         }
         for c in confirmation.configs
     ]
     out = ["confirmed (the top configurations retrained with new seeds):"]
     out.append(pd.DataFrame(rows).to_string(index=False))
     winner = confirmation.winner
-    if winner is not None:
+    if winner is None or winner.val is None:
+        out.append("no confirmed winner: every seed of every configuration diverged")
+    else:
         out.append(
             f"confirmed winner: trial {winner.trial}'s configuration, val "
             f"{format_spread(winner.val)}"
+            + (f" ({len(winner.diverged)} seed(s) diverged)" if winner.diverged else "")
         )
     if confirmation.curse is not None:
         above = "above" if confirmation.curse >= 0 else "below"
@@ -97,9 +105,15 @@ def _confirmation(confirmation: Confirmation) -> list[str]:
     share = confirmation.cost_share
     if share is not None:
         seconds = sum(c.seconds for c in confirmation.configs)
+        settings = confirmation.settings
+        auto = (
+            f" (auto: {settings['top']} of the top {settings['asked']} fit the budget)"
+            if settings.get("auto") and "top" in settings and "asked" in settings
+            else ""
+        )
         out.append(
             f"confirmation: {seconds:.1f} s of training = {share:.0%} of the search's "
-            f"{confirmation.settings['search_seconds']:.1f} s of trials"
+            f"{settings['search_seconds']:.1f} s{auto}"
         )
     return out
 

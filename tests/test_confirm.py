@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -227,6 +228,12 @@ def test_export_writes_the_confirmed_winner_and_its_weights(confirmed: Path, tmp
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    # a second export into the same folder replaces the files
+    again = subprocess.run(
+        [sys.executable, "-m", "search.export", "--out", str(out), "--storage", str(confirmed)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
     (recipe,) = out.glob("*.toml")
     (weights,) = out.glob("*.pt")
     config = read_recipe(recipe)
@@ -269,3 +276,118 @@ def test_the_search_time_counts_overlapping_trials_once() -> None:
     assert search_seconds([trial(0, 10), trial(0, 10), trial(12, 15)]) == 13.0
     # two workers overlapping, one trial inside another
     assert search_seconds([trial(0, 10), trial(5, 20), trial(6, 8)]) == 20.0
+
+
+def test_help_prints() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "search.study", "--help"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "--confirm TOP:SEEDS" in result.stdout and "30% of the search" in result.stdout
+
+
+def _record(trial: int, config: dict, val: list, seconds: float = 1.0, search_val=0.9) -> dict:
+    return {
+        "trial": trial, "config": config, "search_val": search_val, "search_test": None,
+        "seeds": list(range(1, len(val) + 1)), "val": val, "test": val,
+        "weights": [None] * len(val), "diverged": [i + 1 for i, v in enumerate(val) if v is None],
+        "seconds": seconds, "n_val": 400, "n_test": 1000,
+    }  # fmt: skip
+
+
+def _timed_trial(number: int, value: float, config: dict, begin: float, end: float):
+    start = datetime(2026, 1, 1)
+    return FrozenTrial(
+        number=number, state=TrialState.COMPLETE, value=value, values=None,
+        datetime_start=start + timedelta(seconds=begin),
+        datetime_complete=start + timedelta(seconds=end),
+        params={}, distributions={}, user_attrs={rec.CONFIG: config, rec.SEED: 0},
+        system_attrs={}, intermediate_values={}, trial_id=number,
+    )  # fmt: skip
+
+
+def test_auto_counts_what_earlier_runs_spent_confirming() -> None:
+    study = optuna.create_study(direction="maximize")
+    configs = [TrainConfig(lr=0.01 * (i + 1)).to_dict() for i in range(10)]
+    # ten sequential trials, the 2nd and 3rd best of 1 s, the others of 10 s: the search took
+    # 82 s, auto may spend 24.6 s
+    for i in range(10):
+        duration = 1.0 if i in (1, 2) else 10.0
+        study.add_trial(_timed_trial(i, 0.99 - 0.01 * i, configs[i], 10 * i, 10 * i + duration))
+    # the best configuration was confirmed by an earlier run, in 30 s
+    study.set_user_attr(rec.CONFIRMED_PREFIX + "0", _record(0, configs[0], [0.98] * 3, 30.0))
+    the_plan = plan(study, parse_confirm("auto"))
+    # the next two (3 runs of 1 s each) would fit in 24.6 s alone, not after the 30 s spent
+    assert [t.number for t in the_plan.top] == [0] and the_plan.to_train == {}
+    # with nothing spent it fits
+    study.set_user_attr(rec.CONFIRMED_PREFIX + "0", _record(0, configs[0], [0.98] * 3, 0.0))
+    assert list(plan(study, parse_confirm("auto")).to_train) == [1, 2]
+
+
+def test_a_configuration_that_diverged_does_not_win() -> None:
+    a = TrainConfig(lr=0.5).to_dict()
+    b = TrainConfig(lr=0.05).to_dict()
+    c = TrainConfig(lr=5.0).to_dict()
+    attrs = {
+        rec.CONFIRMED_PREFIX + "1": _record(1, a, [0.99, None, None]),  # best mean, 2 diverged
+        rec.CONFIRMED_PREFIX + "2": _record(2, b, [0.95, 0.96, 0.97]),
+        rec.CONFIRMED_PREFIX + "3": _record(3, c, [None, None, None]),  # every seed diverged
+        rec.CONFIRMED_PREFIX + "4": {"trial": 4, "val": "broken"},  # edited by hand: left out
+    }
+    confirmation = extract_confirmation(attrs, [])
+    assert [k.trial for k in confirmation.configs] == [1, 2, 3]
+    assert confirmation.winner.trial == 2
+    assert confirmation.configs[2].val is None and confirmation.configs[2].curse is None
+
+
+def test_a_ctrl_c_during_confirmation_keeps_the_seeds_done(tmp_path, monkeypatch) -> None:
+    import search.confirm as confirm_module
+
+    journal = tmp_path / "journal.log"
+    assert main([*TINY, "--n-trials", "3", "--confirm", "0", "--storage", str(journal)]) == 0
+    study = load(journal)
+    real, calls = confirm_module.fit_population, []
+
+    def interrupted_on_the_third(configs, data):
+        calls.append(configs)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        yield from real(configs, data)
+
+    monkeypatch.setattr(confirm_module, "fit_population", interrupted_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        confirm_module.confirm(
+            study, tiny_data(), ConfirmSpec(1, 3), device="cpu", threads=1, store=None
+        )
+    (record,) = stored_records(load(journal).user_attrs).values()
+    assert len(record["seeds"]) == 2 and None not in record["val"]
+
+
+def test_weights_that_cannot_be_written_leave_the_trial_alone(tmp_path, capsys) -> None:
+    from search.artifacts import Keeper
+    from search.console import setup_logging
+
+    setup_logging(quiet=False)
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    gone = optuna.artifacts.FileSystemArtifactStore(tmp_path / "removed")  # never created
+    Keeper(gone)(trial, 0.5, build_model(TrainConfig(width=2, hidden=8)))
+    assert rec.WEIGHTS not in study.trials[0].user_attrs
+    assert "weights not kept" in capsys.readouterr().err
+
+
+def test_with_workers_only_the_parent_confirms(tmp_path) -> None:
+    journal = tmp_path / "journal.log"
+    env = {**os.environ, "MNISTCORE_NO_DOWNLOAD": "1"}
+    loud = [a for a in TINY if a != "--quiet"]
+    result = subprocess.run(
+        [sys.executable, "-m", "search.study", *loud, "--n-trials", "4",
+         "--workers", "2", "--confirm", "2:2", "--storage", str(journal)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    confirmed = re.findall(r"confirmed trial (\d+)'s configuration", result.stderr)
+    assert confirmed and len(confirmed) == len(set(confirmed)), result.stderr
+    for record in stored_records(load(journal).user_attrs).values():
+        assert len(record["seeds"]) == 2
