@@ -248,6 +248,13 @@ def test_export_writes_the_confirmed_winner_and_its_weights(confirmed: Path, tmp
     model.load_state_dict(torch.load(weights, weights_only=True))
     assert evaluate(model, tiny_data().test).accuracy == winner.test_values[0]
     assert "confirmed val" in recipe.read_text()
+    # and python -m mnistcore trains the exported recipe (a flag overriding one field)
+    trained = subprocess.run(
+        [sys.executable, "-m", "mnistcore", "--recipe", str(recipe), "--epochs", "1", "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert "test accuracy" in trained.stdout
 
 
 def test_export_without_a_study_is_one_line(tmp_path) -> None:
