@@ -24,15 +24,22 @@ class DeviceError(UserError):
     """The requested device does not exist on this machine."""
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RuntimeError, UserError):
     """Training diverged: the loss became NaN or infinite.
 
-    Not a user error: it is an outcome of a configuration (too high a learning rate, say). The
-    search turns it into a pruned trial with the reason recorded.
+    An outcome of a configuration (too high a learning rate, say), so a user error too: a
+    single run (``python -m mnistcore``) ends with its one-line message and exit code 2. In
+    the search a diverged member becomes a pruned trial instead, with this message as its
+    recorded reason (mnistcore/population.py). ``lr``: named in the message when given.
     """
 
-    def __init__(self, epoch: int, step: int, loss: float) -> None:
-        super().__init__(f"non-finite training loss {loss} at epoch {epoch}, step {step}")
+    def __init__(self, epoch: int, step: int, loss: float, *, lr: float | None = None) -> None:
+        now = f" (now {lr})" if lr is not None else ""
+        super().__init__(
+            f"training diverged: non-finite training loss {loss} at epoch {epoch}, step {step}; "
+            f"lower --lr{now}"
+        )
         self.epoch = epoch
         self.step = step
         self.loss = loss
+        self.lr = lr

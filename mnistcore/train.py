@@ -152,14 +152,14 @@ def fit(config: TrainConfig, data: Dataset) -> Iterator[EpochResult]:
             if step % NAN_CHECK_EVERY == 0 or step == steps_per_epoch:
                 value = loss.item()  # note: sync point, every NAN_CHECK_EVERY steps
                 if not math.isfinite(value):
-                    raise NonFiniteLossError(epoch, step, value)
+                    raise NonFiniteLossError(epoch, step, value, lr=config.lr)
         # note: .item() is the sync point that ends the timing: loss_sum's last add is queued
         # after the last step's kernels on the same stream, so when it returns the epoch's GPU
         # work is done and the clock read next covers it (no separate synchronize needed)
         mean_loss = loss_sum.item() / steps_per_epoch
         seconds = time.perf_counter() - start
         if not math.isfinite(mean_loss):
-            raise NonFiniteLossError(epoch, steps_per_epoch, mean_loss)
+            raise NonFiniteLossError(epoch, steps_per_epoch, mean_loss, lr=config.lr)
         val = evaluate(model, data.val)
         yield EpochResult(
             epoch=epoch,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -62,8 +63,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         except StorageError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except OSError as error:
+            if not _under(error.filename, args.out):
+                raise  # not the output folder's: a bug, or a file the report reads
+            print(f"error: {_unwritable(args.out, error)}", file=sys.stderr)
+            return 2
     print(f"report written: {index.resolve().as_uri()}")
     return 0
+
+
+def _under(filename: object, folder: Path) -> bool:
+    if not isinstance(filename, str | os.PathLike):
+        return False
+    path, folder = Path(os.path.abspath(filename)), Path(os.path.abspath(folder))
+    return path == folder or folder in path.parents
+
+
+def _unwritable(out: Path, error: OSError) -> str:
+    """One line naming the output folder, why it cannot be written and the fix."""
+    why = error.strerror or str(error)
+    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        why = f"{blocker} is a file, not a folder"
+    elif Path(error.filename) != out:
+        why = f"{why}: {error.filename}"
+    return f"cannot write the report to folder {out}: {why}; pass --out a folder you can write to"
 
 
 def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
