@@ -5,15 +5,20 @@ files the data-path suite reads). The machine-info hook stamps torch, CUDA and G
 the saved JSON. The seed -> mnistcore data-path ratios are computed once every benchmark has
 finished, from their ``extra_info`` (so the order the cases ran in does not matter): into the
 saved JSON (``speedup_vs_seed``) and the terminal summary; so are the population -> single-model
-ratios (``speedup_vs_single``).
+ratios (``speedup_vs_single``), and the time-to-accuracy ratios to the tutorial recipe
+(``bench/time_to_accuracy.py``). ``--tta-target``, ``--tta-seeds`` and ``--tta-threads`` set up the
+time-to-accuracy cases.
 """
 
 from __future__ import annotations
+
+import argparse
 
 import pytest
 import torch
 
 from bench.data_files import DataFiles, fashion_mnist, synthetic_idx
+from bench.time_to_accuracy import add_tta_speedups, tta_lines
 from bench.timing import Budget, add_speedups, population_lines, speedup_lines
 from bench.workloads import epoch_subset
 from mnistcore import Dataset, available_cores, configure_threads, device_name, load_dataset
@@ -45,6 +50,44 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="IDX files for the data-path suite: Fashion-MNIST when present (auto), "
         "or synthetic digits written to a temporary folder",
     )
+    group.addoption(
+        "--tta-target",
+        type=_fraction,
+        default=None,
+        help="test accuracy the time-to-accuracy cases train to, for every dataset (default: "
+        "89%% on fashion-mnist, 97%% on mnist-5k; 0.5 under --benchmark-disable)",
+    )
+    group.addoption(
+        "--tta-seeds",
+        type=_positive,
+        default=None,
+        help="seeds per time-to-accuracy case, the figure is their median (default 3; 1 under "
+        "--benchmark-disable)",
+    )
+    group.addoption(
+        "--tta-threads",
+        type=_positive,
+        default=None,
+        help="torch CPU threads of the time-to-accuracy cases (default: one per core, as every "
+        "case; 1 on a machine other programs share, where two threads on two busy cores run "
+        "up to 20x slower)",
+    )
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), e.g. 0.89; got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -113,7 +156,9 @@ def pytest_sessionfinish(session: pytest.Session):  # type: ignore[no-untyped-de
 
 def pytest_benchmark_update_json(output_json: dict) -> None:
     # the JSON's own extra_info, so a saved run's ratios always match its saved img/s
-    add_speedups([bench.setdefault("extra_info", {}) for bench in output_json["benchmarks"]])
+    infos = [bench.setdefault("extra_info", {}) for bench in output_json["benchmarks"]]
+    add_speedups(infos)
+    add_tta_speedups(infos)
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
@@ -124,6 +169,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  #
             "population -> single-model speed-ups (member-img/s / img/s), this run",
             population_lines(finished, POPULATION_TARGETS),
         ),
+        ("time to accuracy (training seconds, test accuracy), this run", tta_lines(finished)),
     )
     for title, lines in sections:
         if not lines:

@@ -28,6 +28,7 @@ __all__ = [
     "population_table",
     "read_run",
     "speedup_table",
+    "time_to_accuracy_table",
 ]
 
 # extra_info keys copied into the rows frame (missing ones stay empty).
@@ -48,6 +49,27 @@ EXTRA_KEYS = (
     "population",  # population_step: K, members trained as one module (1 for the baseline)
     "member_images_per_second",  # population_step: images one member trains per second
     "speedup_vs_single",  # population_step: member img/s / the single model's, same run
+    # time_to_accuracy (bench/test_time_to_accuracy.py): training seconds to a test accuracy
+    "recipe",  # tutorial | tuned | tutorial-dataloader
+    "target",  # test accuracy to reach, a fraction
+    "seconds_to_target",  # median over seeds of the training seconds; None: not reached
+    "epochs_to_target",  # median epochs needed; None: not reached
+    "epoch_cap",  # epochs a recipe may train before it counts as not reached
+    "seeds",  # the seeds trained, one per round
+    "seconds_per_seed",  # each seed's training seconds (to the target, or all it trained)
+    "reached_per_seed",
+    "epochs_per_seed",
+    "speedup_vs_seed",  # the tutorial recipe's median seconds / this one's, same run
+    "speedup_vs_seed_at_least",  # the same, a lower bound: the tutorial recipe did not reach it
+)
+
+# time_to_accuracy numbers read as floats (None when missing, e.g. not reached)
+TTA_NUMBERS = (
+    "target",
+    "seconds_to_target",
+    "epochs_to_target",
+    "speedup_vs_seed",
+    "speedup_vs_seed_at_least",
 )
 
 # Params that name the device; dropped from the case label so CPU and CUDA pair up.
@@ -203,6 +225,11 @@ def _row(run: BenchRun, bench: dict[str, Any]) -> dict[str, Any]:
     row["images_per_second"] = _number(extra.get("images_per_second"))
     row["member_images_per_second"] = _number(extra.get("member_images_per_second"))
     row["speedup_vs_single"] = _number(extra.get("speedup_vs_single"))
+    for key in TTA_NUMBERS:
+        row[key] = _number(extra.get(key))
+    for key in ("seeds", "seconds_per_seed", "reached_per_seed", "epochs_per_seed"):
+        value = extra.get(key)
+        row[key] = tuple(value) if isinstance(value, list) else None
     k = extra.get("population")
     row["population"] = k if isinstance(k, int) and not isinstance(k, bool) else None
     if row["device"] is None:
@@ -235,8 +262,11 @@ def speedup_table(rows: pd.DataFrame) -> pd.DataFrame:
     if measured.empty:
         return pd.DataFrame(columns=columns)
     table = measured.pivot_table(
-        index=["case", "kind"], columns="device", values="images_per_second",
-        aggfunc="median", dropna=False,
+        index=["case", "kind"],
+        columns="device",
+        values="images_per_second",
+        aggfunc="median",
+        dropna=False,
     ).reset_index()
     for device in ("cpu", "cuda"):
         if device not in table:
@@ -260,8 +290,10 @@ def data_path_table(rows: pd.DataFrame) -> pd.DataFrame:
         device=data["device"].fillna("?"),
     )
     table = data.pivot_table(
-        index=["group", "kind", "dataset", "device"], columns="pipeline",
-        values="images_per_second", aggfunc="median",
+        index=["group", "kind", "dataset", "device"],
+        columns="pipeline",
+        values="images_per_second",
+        aggfunc="median",
     ).reset_index()
     for pipeline in ("seed", "mnistcore"):
         if pipeline not in table:
@@ -308,9 +340,56 @@ def population_table(rows: pd.DataFrame) -> pd.DataFrame:
         .join(single, on=net)
     )
     table["population"] = table["population"].astype(int)
-    return table[POPULATION_COLUMNS].sort_values(["device", "model", "population"]).reset_index(
-        drop=True
+    return (
+        table[POPULATION_COLUMNS]
+        .sort_values(["device", "model", "population"])
+        .reset_index(drop=True)
     )
+
+
+TIME_TO_ACCURACY_COLUMNS = [
+    "dataset",
+    "device",
+    "recipe",
+    "target",
+    "reached",
+    "seconds_to_target",
+    "seconds_per_seed",
+    "reached_per_seed",
+    "epochs_to_target",
+    "epochs_per_seed",
+    "epoch_cap",
+    "speedup_vs_seed",
+    "speedup_vs_seed_at_least",
+]
+# bench/time_to_accuracy.py's rows, in its order: the baseline first
+RECIPE_ORDER = ("tutorial", "tuned", "tutorial-dataloader")
+
+
+def time_to_accuracy_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Time-to-accuracy cases, one row per dataset, device and recipe (the tutorial's recipe,
+    the tuned one, the tutorial's DataLoader loop, then any other): the target, the median
+    training seconds to it (NaN: not reached by the median seed), each seed's seconds and
+    whether it reached the target, the epochs, and the ratios bench/conftest.py saved
+    (``speedup_vs_seed``, or the lower bound ``speedup_vs_seed_at_least`` where the tutorial
+    recipe did not reach the target). Meant for one run's rows; a case found twice keeps its
+    last row."""
+    cases = rows[rows["kind"] == "time_to_accuracy"].dropna(subset=["recipe", "target"])
+    if cases.empty:
+        return pd.DataFrame(columns=TIME_TO_ACCURACY_COLUMNS)
+    cases = cases.assign(
+        dataset=cases["dataset"].fillna("?"),
+        device=cases["device"].fillna("?"),
+        reached=cases["seconds_to_target"].notna(),
+        order=[_recipe_rank(r) for r in cases["recipe"]],
+    )
+    cases = cases.drop_duplicates(["dataset", "device", "recipe", "target"], keep="last")
+    table = cases.sort_values(["dataset", "device", "target", "order", "recipe"])
+    return table[TIME_TO_ACCURACY_COLUMNS].reset_index(drop=True)
+
+
+def _recipe_rank(recipe: str) -> int:
+    return RECIPE_ORDER.index(recipe) if recipe in RECIPE_ORDER else len(RECIPE_ORDER)
 
 
 def headline(rows: pd.DataFrame) -> Headline:

@@ -1,0 +1,196 @@
+"""Time to accuracy (DAWNBench-style): training seconds until the TEST accuracy reaches a target,
+for the tutorial's recipe against the tuned one, on CPU and CUDA.
+
+Rows per dataset and device: ``tutorial`` (``TrainConfig()`` defaults: the tutorial's net, SGD lr
+0.01, momentum 0.9, batch 64, constant lr, in mnistcore's loop), ``tuned`` (the recipe kept in
+bench/recipes/, found by bench/tune_time_to_accuracy.py on the validation split) and
+``tutorial-dataloader`` (the tutorial's own DataLoader loop, bench/seed_baseline.py, on the same
+training images). Both mnistcore rows train in the same loop, so their ratio measures the recipe,
+not the data path. Targets: 89 % on Fashion-MNIST, 97 % on mnist-5k.
+
+Each seed is one round of the one ``benchmark.pedantic`` call (setup hands it the next seed). The
+figure is ``extra_info["seconds_to_target"]``: the median over seeds of the training seconds alone
+(``fit``'s per-epoch seconds; the accuracy checks after each epoch are outside it).
+pytest-benchmark's own statistics time each round's whole wall clock (model building, the
+per-epoch evaluations) and serve only the regression gate. A recipe that does not reach the
+target within its cap (its planned epochs; 10 for a constant lr) records "not reached".
+bench/conftest.py divides the tutorial recipe's median by each recipe's once every case has run
+(``speedup_vs_seed``, whatever the order).
+
+Under ``--benchmark-disable`` (CI's run of every benchmark once) each case trains one seed on
+SMOKE_TRAIN images to the tiny target SMOKE_TARGET: seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.data_files import REPO_DATA_DIR
+from bench.time_to_accuracy import (
+    DATALOADER,
+    KIND,
+    RECIPES,
+    TARGETS,
+    TUNED,
+    SeedRun,
+    epoch_cap,
+    result_info,
+    run_to_target,
+    tutorial_data,
+    tutorial_run_to_target,
+)
+from bench.timing import case_id, group_name
+from bench.workloads import epoch_subset
+from mnistcore import (
+    Dataset,
+    DatasetError,
+    TrainConfig,
+    build_model,
+    configure_threads,
+    count_parameters,
+    device_name,
+    fit,
+    load_dataset,
+    read_recipe,
+)
+
+RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+SEEDS = 3  # seeds per case (--tta-seeds); the figure is their median
+SMOKE_TARGET = 0.5  # test accuracy under --benchmark-disable (or --tta-target)
+SMOKE_TRAIN = 2048  # training images per epoch under --benchmark-disable
+SMOKE_TEST = 1000  # test images under --benchmark-disable
+WARMUP_TRAIN = 512  # images of the untimed warm-up epoch (allocator, oneDNN/cuDNN kernels)
+DATASETS = tuple(TARGETS)
+
+
+def recipe_path(dataset: str, target: float) -> Path:
+    """bench/recipes/fashion-mnist-89.toml: the tuned recipe for ``dataset`` at ``target``."""
+    return RECIPE_DIR / f"{dataset}-{round(target * 100):d}.toml"
+
+
+def tune_command(dataset: str, target: float) -> str:
+    return (
+        f"python -m bench.tune_time_to_accuracy --dataset {dataset} --target {target:g} "
+        f"--out {recipe_path(dataset, target).relative_to(RECIPE_DIR.parents[1])}"
+    )
+
+
+def _cases() -> list:
+    return [
+        pytest.param(
+            device,
+            dataset,
+            recipe,
+            marks=[pytest.mark.cuda] if device == "cuda" else [],
+            id=case_id(device, dataset, recipe),
+        )
+        for device in ("cpu", "cuda")
+        for dataset in DATASETS
+        for recipe in RECIPES
+    ]
+
+
+@pytest.fixture(scope="module")
+def tta_data(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
+    """dataset name -> its Dataset (cut to SMOKE_TRAIN / SMOKE_TEST images under
+    --benchmark-disable), loaded on first use."""
+    smoke = pytestconfig.getoption("benchmark_disable")
+    loaded: dict[str, Dataset] = {}
+
+    def get(name: str) -> Dataset:
+        if name not in loaded:
+            try:
+                data = load_dataset(name, data_dir=REPO_DATA_DIR, download=False)
+            except DatasetError as e:
+                pytest.skip(f"{name} is not here: {e}")
+            if smoke:
+                data = epoch_subset(data, min(SMOKE_TRAIN, len(data.train.labels)), SMOKE_TEST)
+            loaded[name] = data
+        return loaded[name]
+
+    return get
+
+
+@pytest.fixture()
+def _every_core_after() -> Iterator[None]:
+    """--tta-threads changes torch's threads: the later cases run on every core again."""
+    yield
+    configure_threads(0)
+
+
+@pytest.mark.usefixtures("_every_core_after")
+@pytest.mark.parametrize(("device", "dataset", "recipe"), _cases())
+def test_time_to_accuracy(benchmark, pytestconfig, tta_data, device, dataset, recipe):
+    dev = torch.device(device)
+    smoke = pytestconfig.getoption("benchmark_disable")
+    target = pytestconfig.getoption("--tta-target") or (
+        SMOKE_TARGET if smoke else TARGETS[dataset]
+    )
+    n_seeds = pytestconfig.getoption("--tta-seeds") or (1 if smoke else SEEDS)
+    threads = pytestconfig.getoption("--tta-threads") or 0  # 0: one per core, as every case
+    data = tta_data(dataset)
+    recipe_file = None
+    if recipe == TUNED:
+        recipe_file = recipe_path(dataset, TARGETS[dataset])
+        if not recipe_file.is_file():
+            pytest.skip(
+                f"no tuned recipe {recipe_file}: {tune_command(dataset, TARGETS[dataset])}"
+            )
+        config = read_recipe(recipe_file)
+    else:
+        config = TrainConfig()  # the tutorial's recipe (also the DataLoader row's net and SGD)
+    config = config.replace(dataset=dataset, device=device, threads=threads)
+    configure_threads(threads)  # fit sets it too; the DataLoader loop needs it set here
+    cap = epoch_cap(config)
+    runs: list[SeedRun] = []
+    seeds = iter(range(n_seeds))
+
+    if recipe == DATALOADER:
+        train, test = tutorial_data(data)
+        warm_train, _ = tutorial_data(epoch_subset(data, WARMUP_TRAIN))
+        tutorial_run_to_target(warm_train, test, 2.0, seed=0, device=dev, cap=1)  # untimed
+
+        def one_seed(seed: int) -> None:
+            runs.append(tutorial_run_to_target(train, test, target, seed=seed, device=dev))
+    else:
+        warm = fit(config.replace(epochs=1), epoch_subset(data, WARMUP_TRAIN))
+        next(warm)  # untimed: one epoch of the same net on a few images
+        warm.close()
+
+        def one_seed(seed: int) -> None:
+            runs.append(run_to_target(config.replace(seed=seed), data, target))
+
+    load_before = os.getloadavg()[0]
+    benchmark.group = group_name(KIND, dataset, f"{target:.0%}", recipe)
+    benchmark.pedantic(one_seed, setup=lambda: ((next(seeds),), {}), rounds=n_seeds)
+
+    benchmark.extra_info.update(
+        kind=KIND,
+        recipe=recipe,
+        recipe_file=str(recipe_file.relative_to(RECIPE_DIR.parents[1])) if recipe_file else None,
+        config=config.to_dict(),
+        pipeline="seed" if recipe == DATALOADER else "mnistcore",
+        model="seed" if recipe != TUNED else None,
+        n_params=count_parameters(build_model(config)),
+        batch_size=config.batch_size,
+        device=dev.type,
+        device_name=device_name(dev),
+        threads=torch.get_num_threads(),
+        dataset=data.name,
+        dataset_source=data.source,
+        dataset_sizes=data.sizes,
+        split="test",
+        epoch_cap=cap,
+        timing=f"training seconds only, median of {n_seeds} seed(s); test accuracy checked "
+        "after each epoch, outside the clock",
+        smoke=bool(smoke),
+        torch=torch.__version__,
+        cpu_load_1min_before=load_before,
+        cpu_load_1min=os.getloadavg()[0],  # other work on the machine skews CPU figures
+        **result_info(runs, target),
+    )
