@@ -202,6 +202,12 @@ def confirm(
         "about %.0f s)",
         len(the_plan.top), spec.seeds, how, the_plan.estimate,
     )  # fmt: skip
+    if the_plan.budget is not None and the_plan.spent + the_plan.estimate > the_plan.budget:
+        log.info(
+            "confirmation: the best configuration alone needs about %.0f s, over auto's %.0f s "
+            "budget; it is confirmed anyway (--confirm 0 skips confirmation)",
+            the_plan.estimate, the_plan.budget,
+        )  # fmt: skip
     start = time.perf_counter()
     by_number = {t.number: t for t in the_plan.top}
     for number, seeds in the_plan.to_train.items():

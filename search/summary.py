@@ -10,6 +10,7 @@ import pandas as pd
 from reports.confirmation import Confirmation
 from reports.intervals import format_accuracy, format_spread
 from reports.study_data import BestTrial, StudyReport, format_epochs, train_command
+from search.confirm import BUDGET_SHARE
 
 
 def format_summary(report: StudyReport, *, run_lines: list[str] | None = None) -> str:
@@ -106,11 +107,15 @@ def _confirmation(confirmation: Confirmation) -> list[str]:
     if share is not None:
         seconds = sum(c.seconds for c in confirmation.configs)
         settings = confirmation.settings
-        auto = (
-            f" (auto: {settings['top']} of the top {settings['asked']} fit the budget)"
-            if settings.get("auto") and "top" in settings and "asked" in settings
-            else ""
-        )
+        auto = ""
+        if settings.get("auto") and "top" in settings and "asked" in settings:
+            auto = (
+                f" (auto: the best configuration is confirmed even over the "
+                f"{BUDGET_SHARE:.0%} budget)"
+                if share > BUDGET_SHARE and settings["top"] == 1
+                else f" (auto: {settings['top']} of the top {settings['asked']} fit the "
+                f"{BUDGET_SHARE:.0%} budget)"
+            )
         out.append(
             f"confirmation: {seconds:.1f} s of training = {share:.0%} of the search's "
             f"{settings['search_seconds']:.1f} s{auto}"
