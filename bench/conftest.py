@@ -70,7 +70,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="torch CPU threads of the time-to-accuracy cases (default: one per core, as every "
         "case; 1 on a machine other programs share, where two threads on two busy cores run "
-        "up to 20x slower)",
+        "10-30x slower on the 2-core VM)",
     )
 
 

@@ -61,6 +61,9 @@ from mnistcore import (
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 SEEDS = 3  # seeds per case (--tta-seeds); the figure is their median
+# The benchmark's seeds are 100, 101, ...: the tuner chose its recipe on seeds 0-2, so the
+# bench measures seeds it never saw (the same seeds for every recipe)
+FIRST_SEED = 100
 SMOKE_TARGET = 0.5  # test accuracy under --benchmark-disable (or --tta-target)
 SMOKE_TRAIN = 2048  # training images per epoch under --benchmark-disable
 SMOKE_TEST = 1000  # test images under --benchmark-disable
@@ -73,11 +76,19 @@ def recipe_path(dataset: str, target: float) -> Path:
     return RECIPE_DIR / f"{dataset}-{round(target * 100):d}.toml"
 
 
+# the flags that made the shipped recipes (their headers say so too)
+TUNE_FLAGS = {
+    "fashion-mnist": "--n-trials 200 --timeout 720 --threads 1",
+    "mnist-5k": "--max-epochs 12 --n-trials 200 --timeout 240 --threads 1",
+}
+
+
 def tune_command(dataset: str, target: float) -> str:
     return (
         f"python -m bench.tune_time_to_accuracy --dataset {dataset} --target {target:g} "
+        f"{TUNE_FLAGS.get(dataset, '')} "
         f"--out {recipe_path(dataset, target).relative_to(RECIPE_DIR.parents[1])}"
-    )
+    ).replace("  ", " ")
 
 
 def _cases() -> list:
@@ -148,7 +159,7 @@ def test_time_to_accuracy(benchmark, pytestconfig, tta_data, device, dataset, re
     configure_threads(threads)  # fit sets it too; the DataLoader loop needs it set here
     cap = epoch_cap(config)
     runs: list[SeedRun] = []
-    seeds = iter(range(n_seeds))
+    seeds = iter(range(FIRST_SEED, FIRST_SEED + n_seeds))
 
     if recipe == DATALOADER:
         train, test = tutorial_data(data)
@@ -186,7 +197,7 @@ def test_time_to_accuracy(benchmark, pytestconfig, tta_data, device, dataset, re
         dataset_sizes=data.sizes,
         split="test",
         epoch_cap=cap,
-        timing=f"training seconds only, median of {n_seeds} seed(s); test accuracy checked "
+        timing=f"training seconds only, median of {len(runs)} seed(s); test accuracy checked "
         "after each epoch, outside the clock",
         smoke=bool(smoke),
         torch=torch.__version__,

@@ -191,7 +191,7 @@ def confirm(
     results = []
     for config in candidates:
         runs = [
-            run_to_target(config.replace(seed=s), data, settings.val_target, split="val")
+            _confirm_run(config.replace(seed=s), data, settings.val_target)
             for s in range(settings.confirm_seeds)
         ]
         median = median_seconds(runs)
@@ -203,6 +203,15 @@ def confirm(
         )
         results.append((config, runs))
     return results
+
+
+def _confirm_run(config: TrainConfig, data: Dataset, target: float) -> SeedRun:
+    """One confirmation seed; a seed that diverges did not reach the target (the study's
+    other results stay)."""
+    try:
+        return run_to_target(config, data, target, split="val")
+    except NonFiniteLossError:
+        return SeedRun(config.seed, False, NOT_REACHED_S * 2, config.epochs, ())
 
 
 def describe(config: TrainConfig) -> str:

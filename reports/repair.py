@@ -126,10 +126,12 @@ def _salvage(number: int, line: bytes) -> tuple[list[_Item], str | None]:
             note = f"line {number}: two records run together (a lost newline): split"
             return [_Item(number, head, first), _Item(number, rest, record)], note
         note = (
-            f"line {number}: kept the whole record at its end, dropped the {len(head)} bytes "
-            "before it (a record cut off mid-append)"
+            f"line {number}: kept the whole record at its end; the {len(head)} bytes before it "
+            "are a record cut off mid-append"
         )
-        return [_Item(number, rest, record)], note
+        # the cut bytes stay an unreadable item: if they created a trial or a study that later
+        # records refer to, _rebuild puts a stand-in in their place, else drops them
+        return [_Item(number, head, None), _Item(number, rest, record)], note
     return [], None
 
 

@@ -35,6 +35,7 @@ from optuna.storages.journal import (
     JournalFileSymlinkLock,
     JournalStorage,
 )
+from optuna.storages.journal._storage import JournalOperation
 
 from mnistcore.errors import UserError  # torch-free: mnistcore imports its modules lazily
 
@@ -200,6 +201,7 @@ def _open_journal(path: Path, *, create: bool) -> JournalStorage:
 
 _BLOCK = 1 << 16  # bytes read at a time when looking for the last lines of a journal
 _RECORD_HEAD = b'{"op_code":'  # how Optuna starts every record it writes
+_OP_CODES = frozenset(op.value for op in JournalOperation)  # what its replay understands
 
 
 def parse_record(line: bytes) -> dict[str, Any] | None:
@@ -211,7 +213,11 @@ def parse_record(line: bytes) -> dict[str, Any] | None:
     if not isinstance(record, dict):
         return None
     op = record.get("op_code")
-    return record if isinstance(op, int) and not isinstance(op, bool) else None
+    return record if _op_code_ok(op) else None
+
+
+def _op_code_ok(op: object) -> bool:
+    return isinstance(op, int) and not isinstance(op, bool) and op in _OP_CODES
 
 
 def damaged_lines(data: bytes) -> list[int]:
@@ -319,6 +325,8 @@ def _mend_end(path: Path) -> None:
         start = ends[0] if ends else 0
         f.seek(start)
         tail = f.read()
+        if os.fstat(f.fileno()).st_size != size:
+            return  # another writer appended meanwhile (it took a stale lock over): not cut
         if parse_record(tail) is not None:
             f.write(b"\n")
             f.flush()
@@ -326,6 +334,9 @@ def _mend_end(path: Path) -> None:
             log.warning("journal %s: its last record lacked a newline; added it", path)
             return
         side = write_beside(path, "cut", tail)
+        if os.fstat(f.fileno()).st_size != size:  # the same check, after the slow side file
+            side.unlink()
+            return
         f.truncate(start)
         f.flush()
         os.fsync(f.fileno())
@@ -546,9 +557,14 @@ class _CtrlCSafeJournalFile(JournalFileBackend):
     def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
         with _sigint_deferred():  # a generator: read it all while Ctrl-C is held back
             try:
-                return iter(list(super().read_logs(log_number_from)))
+                records = list(super().read_logs(log_number_from))
             except ValueError:  # a line that is not JSON, with more lines after it
                 raise _damaged_error(Path(self._file_path)) from None
+            # JSON that is not a record ({}, null, an unknown op_code) would fail in Optuna's
+            # replay with a KeyError or AssertionError: the same one line instead
+            if not all(isinstance(r, dict) and _op_code_ok(r.get("op_code")) for r in records):
+                raise _damaged_error(Path(self._file_path))
+            return iter(records)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         with _sigint_deferred():

@@ -14,6 +14,7 @@ Three layers: ``find_trial`` (storage -> ``StoredTrial``), ``replay`` (plain dat
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -305,7 +306,9 @@ def _how_it_ended(stored: StoredTrial, config: TrainConfig) -> str:
     epochs = "them" if config.epochs == stored.config.epochs else f"{config.epochs} (--epochs)"
     if t.state == TrialState.COMPLETE:
         return f"{state} after {stored.config.epochs} epochs; replaying {epochs}"
-    return f"{state}, no step stored; replaying {config.epochs} epochs"
+    steps = t.intermediate_values
+    held = f"steps up to {max(steps)} stored" if steps else "no step stored"
+    return f"{state}, {held}; replaying {config.epochs} epochs"
 
 
 class _Note(NamedTuple):
@@ -364,13 +367,20 @@ def _row(point: Point) -> str:
     return f"{point.step:>5}  {epoch:>6}  {values}  {same}".rstrip()
 
 
+def _where(reason: str) -> str:
+    """The "epoch 2, step 50" of a divergence message, whatever the version that wrote it said
+    around it; the whole message when it names no place."""
+    found = re.search(r"epoch \d+, step \d+", reason)
+    return found.group(0) if found else reason
+
+
 def _ending(stored: StoredTrial, result: Replay, *, whys: list[str]) -> list[str]:
     lines = []
     if result.fail_reason is not None:
         was = stored.trial.user_attrs.get(rec.FAIL_REASON) if stored.diverged else None
         lines.append(
             f"the replay diverged as the search's trial did: {was}"
-            if was == result.fail_reason
+            if was is not None and _where(was) == _where(result.fail_reason)
             else f"the replay diverged: {result.fail_reason} (the search's: {was or 'did not'})"
         )
     elif result.state == TrialState.PRUNED:

@@ -298,9 +298,35 @@ def test_repair_keeps_a_whole_record_written_onto_a_cut_one(journal) -> None:
     done = repair(journal)
 
     assert any("kept the whole record at its end" in note for note in done.plan.notes)
-    assert done.plan.dropped == []
+    assert done.plan.dropped == [number - 1]  # the cut bytes
     # the glued record (trial 1's first report) is back; only the cut record is gone
     assert trials(journal)[1][3] == before[1][3]
+
+
+def test_repair_puts_back_a_cut_record_that_created_a_trial(journal) -> None:
+    # the record creating trial 1 was cut mid-append and the next record glued onto it
+    before = trials(journal)
+    number = line_of(journal, CREATE_TRIAL, 1)
+    lines = journal.read_bytes().split(b"\n")
+    lines[number - 1] = lines[number - 1][:50] + lines[number]
+    del lines[number]
+    journal.write_bytes(b"\n".join(lines))
+
+    repair(journal)
+
+    # trial 1 comes back as a stand-in its later records fill in, and trial 2 keeps its number
+    after = trials(journal)
+    assert sorted(after) == sorted(before)
+    assert after[2] == before[2]
+
+
+@pytest.mark.parametrize("line", [b"{}", b"null", b'{"op_code":99}', b'{"op_code":"x"}'])
+def test_json_that_is_no_record_is_the_one_line_error(journal, line) -> None:
+    replace_line(journal, 11, line)
+    with pytest.raises(StorageError, match="python -m reports.repair"):
+        read_storage(str(journal))
+    with pytest.raises(StorageError, match="python -m reports.repair"):
+        open_storage(str(journal))
 
 
 def test_repair_of_a_sound_journal_changes_nothing(journal) -> None:
