@@ -186,6 +186,12 @@ else
         --storage "$work/study-population.journal" ${POPULATION_ARGS:---population 16}
 fi
 
+# Time to accuracy on the GPU: the tutorial's recipe vs the tuned one, both in mnistcore's loop
+# (the DataLoader row is left out: its CPU-bound loader alone takes minutes per seed).
+none_ok="no time-to-accuracy case matches -k 'cuda and not dataloader'" \
+    step bench-tta 60 "$PY" -m pytest bench/test_time_to_accuracy.py -q -rs -p no:cacheprovider \
+    -k "cuda and not dataloader" --benchmark-json "$work/bench-tta.json"
+
 note "total: $SECONDS s, $([ "$failed" -eq 0 ] && echo "all passed" || echo "FAILED")"
 trap - INT TERM
 pack || failed=1
