@@ -61,21 +61,32 @@ def seed_batches(dataset: Dataset, device: torch.device, count: int) -> Callable
     return work
 
 
+def seed_training(device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The tutorial's model and optimizer (SGD lr 0.01, momentum 0.9), seeded by the caller."""
+    model = SeedNet().to(device)
+    return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def seed_train_epoch(
+    model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, device: torch.device
+) -> None:
+    """One epoch of the tutorial's training loop over ``loader``."""
+    criterion = nn.CrossEntropyLoss()
+    model.train()
+    for data, target in loader:
+        data, target = data.to(device), target.to(device)
+        optimizer.zero_grad()
+        output = model(data)
+        loss = criterion(output, target)
+        loss.backward()
+        optimizer.step()
+
+
 def seed_epoch(loader: DataLoader, device: torch.device) -> Callable[[], None]:
     """One epoch of the tutorial's training loop over ``loader``: a fresh model each call."""
 
     def work() -> None:
         torch.manual_seed(1)
-        model = SeedNet().to(device)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        criterion = nn.CrossEntropyLoss()
-        model.train()
-        for data, target in loader:
-            data, target = data.to(device), target.to(device)
-            optimizer.zero_grad()
-            output = model(data)
-            loss = criterion(output, target)
-            loss.backward()
-            optimizer.step()
+        seed_train_epoch(*seed_training(device), loader, device)
 
     return work

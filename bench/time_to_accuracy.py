@@ -25,10 +25,16 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torch import nn
 from torch.utils.data import Dataset as TorchDataset
 
-from bench.seed_baseline import MNIST_MEAN, MNIST_STD, SeedNet, seed_loader, seed_transform
+from bench.seed_baseline import (
+    MNIST_MEAN,
+    MNIST_STD,
+    seed_loader,
+    seed_train_epoch,
+    seed_training,
+    seed_transform,
+)
 from bench.timing import sync
 from mnistcore import Dataset, Split, TrainConfig, evaluate, fit
 
@@ -154,20 +160,12 @@ def tutorial_run_to_target(
     ``target``; at most ``cap`` epochs."""
     loader = seed_loader(train)
     torch.manual_seed(seed)  # the model's initial weights and the DataLoader's shuffles
-    model = SeedNet().to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    criterion = nn.CrossEntropyLoss()
+    model, optimizer = seed_training(device)
     seconds, accuracies = 0.0, []
     for _ in range(cap):
-        model.train()
         sync(device)
         start = time.perf_counter()
-        for images, labels in loader:  # the tutorial's loop, as bench/seed_baseline.py's
-            images, labels = images.to(device), labels.to(device)
-            optimizer.zero_grad()
-            loss = criterion(model(images), labels)
-            loss.backward()
-            optimizer.step()
+        seed_train_epoch(model, optimizer, loader, device)
         sync(device)
         seconds += time.perf_counter() - start
         accuracies.append(evaluate(model, test).accuracy)
@@ -179,16 +177,18 @@ def tutorial_run_to_target(
 def median_seconds(runs: Sequence[SeedRun]) -> float | None:
     """Median training seconds over seeds, a seed that did not reach the target counting as
     infinitely slow: None (not reached) when half or more of the seeds did not reach it."""
-    times = [r.seconds if r.reached else math.inf for r in runs]
-    median = statistics.median(times) if times else math.inf
-    return median if math.isfinite(median) else None
+    return _median_reached([r.seconds for r in runs], runs)
 
 
 def median_epochs(runs: Sequence[SeedRun]) -> float | None:
     """Median epochs needed, over seeds, a seed that did not reach the target counting as
     infinitely many (None: not reached)."""
-    epochs = [r.epochs if r.reached else math.inf for r in runs]
-    median = statistics.median(epochs) if epochs else math.inf
+    return _median_reached([r.epochs for r in runs], runs)
+
+
+def _median_reached(values: Sequence[float], runs: Sequence[SeedRun]) -> float | None:
+    kept = [v if r.reached else math.inf for v, r in zip(values, runs, strict=True)]
+    median = statistics.median(kept) if kept else math.inf
     return median if math.isfinite(median) else None
 
 

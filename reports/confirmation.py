@@ -20,6 +20,8 @@ from reports.intervals import Spread, seed_spread
 
 # fields that say where a run trained, not what: configurations differing only there are one
 MACHINE_FIELDS = ("seed", "device", "threads")
+# --confirm auto: the confirmation's estimated cost, over the search's time (search/confirm.py)
+BUDGET_SHARE = 0.30
 
 
 class ConfirmedConfig(NamedTuple):

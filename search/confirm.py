@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnistcore import Dataset, TrainConfig, evaluate, fit_population
 from reports import trial_record as rec
-from reports.confirmation import config_key, stored_records
+from reports.confirmation import BUDGET_SHARE, config_key, stored_records
 from reports.intervals import format_spread, seed_spread
 from search.artifacts import upload_weights
 
@@ -41,7 +41,6 @@ log = logging.getLogger("search")
 AUTO = "auto"
 AUTO_SEEDS = 3  # the fewest seeds whose t-interval is finite and not absurdly wide
 AUTO_MAX_TOP = 3
-BUDGET_SHARE = 0.30  # auto: the confirmation's estimated cost, over the search's trial seconds
 
 
 @dataclass(frozen=True)
