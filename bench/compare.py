@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple, NoReturn
 
-from reports.bench_data import read_run
+from studies.bench_data import read_run
 
 USAGE = (
     "usage: python -m bench.compare BASELINE [NEW.json] [--threshold 25%] [--alpha 0.05] "
@@ -142,7 +142,7 @@ def compare(
 
 def read_cases(path: Path) -> dict[str, Case]:
     """fullname -> Case for each benchmark of a pytest-benchmark JSON file that has stats (read
-    through reports.bench_data, as the report and bench.summary read them)."""
+    through studies.bench_data, as the report and bench.summary read them)."""
     try:
         _, rows = read_run(path)
     except (OSError, UnicodeDecodeError, ValueError) as error:

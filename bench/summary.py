@@ -3,7 +3,7 @@ the speed-up of each group over it.
 
     python -m bench.summary OUT/bench-cuda.json [.benchmarks/<machine>/0001_....json]
 
-The files are read through ``reports.bench_data.read_run``, the reader the HTML report uses,
+The files are read through ``studies.bench_data.read_run``, the reader the HTML report uses,
 so the table and the report cannot read a run differently.
 """
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from reports.bench_data import read_run
+from studies.bench_data import read_run
 
 USAGE = "usage: python -m bench.summary RUN.json [BASELINE.json]"
 HELP = f"""{USAGE}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.bench_data import BenchData, BenchRun, population_table, time_to_accuracy_table
 from reports.panel import Panel, draw_panel
+from studies.bench_data import BenchData, BenchRun, population_table, time_to_accuracy_table
 
 __all__ = ["bench_panels", "population_panels", "time_to_accuracy_panels", "trend_panel"]
 

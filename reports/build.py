@@ -11,7 +11,11 @@ import optuna
 import pandas as pd
 from sqlalchemy.engine import make_url
 
-from reports.bench_data import (
+from reports.bench_figures import bench_panels, trend_panel
+from reports.page import render, study_href, write_site
+from reports.panel import Panel
+from reports.study_figures import study_panels
+from studies.bench_data import (
     BenchData,
     BenchRun,
     data_path_table,
@@ -21,12 +25,8 @@ from reports.bench_data import (
     machine_summary,
     speedup_table,
 )
-from reports.bench_figures import bench_panels, trend_panel
-from reports.page import render, study_href, write_site
-from reports.panel import Panel
-from reports.storage import DEFAULT_JOURNAL, StorageError, read_storage
-from reports.study_data import StudyReport, slugify, study_report
-from reports.study_figures import study_panels
+from studies.storage import DEFAULT_JOURNAL, StorageError, read_storage
+from studies.study_data import StudyReport, slugify, study_report
 
 __all__ = ["DEFAULT_BENCHMARKS", "DEFAULT_OUT", "build_report", "rebuild_command"]
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reports.build import DEFAULT_BENCHMARKS, DEFAULT_OUT, build_report
-from reports.storage import DEFAULT_JOURNAL, StorageError
+from studies.storage import DEFAULT_JOURNAL, StorageError
 
 __all__ = ["main"]
 

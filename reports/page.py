@@ -20,11 +20,11 @@ import plotly.offline
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from reports import trial_record as rec
-from reports.intervals import format_accuracy as format_accuracy_n
-from reports.intervals import format_spread, wilson_text
 from reports.panel import Panel
-from reports.study_data import format_epochs, train_command
+from studies import trial_record as rec
+from studies.intervals import format_accuracy as format_accuracy_n
+from studies.intervals import format_spread, wilson_text
+from studies.study_data import format_epochs, train_command
 
 __all__ = ["PLOTLY_JS", "STUDY_DIR", "render", "study_href", "write_site"]
 

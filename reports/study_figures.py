@@ -24,9 +24,9 @@ from optuna.distributions import (
 from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
-from reports.intervals import wilson
 from reports.panel import Panel, draw_panel
-from reports.study_data import StudyReport, format_epochs
+from studies.intervals import wilson
+from studies.study_data import StudyReport, format_epochs
 
 __all__ = ["study_panels"]
 

@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 from mnistcore import UserError
-from reports import trial_record as rec
+from studies import trial_record as rec
 
 log = logging.getLogger("search")
 

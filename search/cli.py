@@ -17,7 +17,6 @@ from typing import NoReturn
 
 from mnistcore import DATASETS
 from mnistcore.cli import FIELD_HELP
-from reports.storage import DEFAULT_JOURNAL, HEARTBEAT_INTERVAL
 from search.artifacts import KEEP_BEST
 from search.confirm import AUTO, AUTO_MAX_TOP, AUTO_SEEDS, BUDGET_SHARE, ConfirmSpec, parse_confirm
 from search.console import setup_logging
@@ -33,6 +32,7 @@ from search.setup import (
     StudySettings,
 )
 from search.space import DEFAULT_SPACE, SEARCHABLE
+from studies.storage import DEFAULT_JOURNAL, HEARTBEAT_INTERVAL
 
 # Defaults measured on a 2-core CPU with mnist-5k (README, "Hyperparameter search"): about two
 # minutes on an idle machine, most trials pruned, best test accuracy around 98 %.

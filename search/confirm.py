@@ -31,10 +31,10 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import FrozenTrial, TrialState
 
 from mnistcore import Dataset, TrainConfig, evaluate, fit_population
-from reports import trial_record as rec
-from reports.confirmation import BUDGET_SHARE, config_key, stored_records
-from reports.intervals import format_spread, seed_spread
 from search.artifacts import upload_weights
+from studies import trial_record as rec
+from studies.confirmation import BUDGET_SHARE, config_key, stored_records
+from studies.intervals import format_spread, seed_spread
 
 log = logging.getLogger("search")
 

@@ -12,13 +12,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from reports import trial_record as rec
+from studies import trial_record as rec
 
 
 def setup_logging(*, quiet: bool) -> None:
     handler = _TqdmHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    for name in ("search", "mnistcore", "reports"):
+    for name in ("search", "mnistcore", "studies"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(logging.WARNING if quiet else logging.INFO)

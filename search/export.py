@@ -26,12 +26,12 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from mnistcore import TrainConfig, UserError, write_recipe
 from mnistcore.cli import run_main, setup_logging
-from reports import trial_record as rec
-from reports.confirmation import extract_confirmation, stored_records
-from reports.intervals import format_accuracy, format_spread
-from reports.storage import DEFAULT_JOURNAL, read_storage
-from reports.study_data import MACHINE_DEFAULTS, best_trial, slugify
 from search.artifacts import default_artifact_dir
+from studies import trial_record as rec
+from studies.confirmation import extract_confirmation, stored_records
+from studies.intervals import format_accuracy, format_spread
+from studies.storage import DEFAULT_JOURNAL, read_storage
+from studies.study_data import MACHINE_DEFAULTS, best_trial, slugify
 
 log = logging.getLogger("search")
 

@@ -34,7 +34,7 @@ from typing import Any
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalStorage
 
-from reports.storage import advisory_key
+from studies.storage import advisory_key
 
 log = logging.getLogger("search")
 

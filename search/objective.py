@@ -45,8 +45,8 @@ from mnistcore import (
     group_configs,
     resolve_device,
 )
-from reports import trial_record as rec
 from search.space import DEFAULT_SPACE, SearchSpace, suggest
+from studies import trial_record as rec
 
 log = logging.getLogger("search")
 

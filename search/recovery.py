@@ -39,7 +39,7 @@ from optuna.storages import fail_stale_trials
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-from reports import trial_record as rec
+from studies import trial_record as rec
 
 log = logging.getLogger("search")
 

@@ -34,11 +34,11 @@ from mnistcore import (
     resolve_dataset,
     resolve_device,
 )
-from reports import trial_record as rec
-from reports.storage import DEFAULT_JOURNAL, read_storage
-from reports.study_data import format_epochs, steps_per_epoch
 from search.objective import Objective, report_steps
 from search.setup import DATA_SPLIT_SEED
+from studies import trial_record as rec
+from studies.storage import DEFAULT_JOURNAL, read_storage
+from studies.study_data import format_epochs, steps_per_epoch
 
 __all__ = ["Point", "Replay", "ReplayError", "StoredTrial", "find_trial", "main", "replay"]
 

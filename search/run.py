@@ -31,9 +31,6 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from mnistcore import Dataset
 from mnistcore.cli import INTERRUPTED_EXIT
 from mnistcore.errors import UserError
-from reports import trial_record as rec
-from reports.storage import StorageError, first_line
-from reports.study_data import study_report
 from search.artifacts import open_artifact_store
 from search.confirm import confirm
 from search.console import progress_bar, trial_line
@@ -42,6 +39,9 @@ from search.recovery import INTERRUPTED, counted, recover, stamp
 from search.setup import Place, StudySettings, load_data, locate, population_size, prepare
 from search.space import searched_names
 from search.summary import format_summary
+from studies import trial_record as rec
+from studies.storage import StorageError, first_line
+from studies.study_data import study_report
 
 log = logging.getLogger("search")
 

@@ -23,8 +23,6 @@ from mnistcore import (
     resolve_dataset,
     resolve_device,
 )
-from reports import trial_record as rec
-from reports.storage import open_storage
 from search.artifacts import Keeper, open_artifact_store, store_path
 from search.confirm import ConfirmSpec
 from search.locks import StudyLock, study_lock
@@ -41,6 +39,8 @@ from search.space import (
     space_record,
     start_params,
 )
+from studies import trial_record as rec
+from studies.storage import open_storage
 
 log = logging.getLogger("search")
 

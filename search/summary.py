@@ -7,9 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from reports.confirmation import BUDGET_SHARE, Confirmation
-from reports.intervals import format_accuracy, format_spread
-from reports.study_data import BestTrial, StudyReport, format_epochs, train_command
+from studies.confirmation import BUDGET_SHARE, Confirmation
+from studies.intervals import format_accuracy, format_spread
+from studies.study_data import BestTrial, StudyReport, format_epochs, train_command
 
 
 def format_summary(report: StudyReport, *, run_lines: list[str] | None = None) -> str:

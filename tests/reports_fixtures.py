@@ -16,8 +16,8 @@ import optuna
 from optuna.trial import FixedTrial, FrozenTrial, TrialState
 
 from mnistcore.config import TrainConfig
-from reports import trial_record as rec
 from search.space import DEFAULT_SPACE, distributions, suggest
+from studies import trial_record as rec
 
 MAX_EPOCHS = 6
 START = datetime(2026, 11, 1, 9, 0, 0)

@@ -22,14 +22,14 @@ from scipy.stats import binomtest
 from scipy.stats import t as student_t
 
 from mnistcore import TrainConfig, build_model, evaluate, load_dataset, read_recipe
-from reports import trial_record as rec
-from reports.confirmation import extract_confirmation, stored_records
-from reports.intervals import seed_spread, wilson
-from reports.storage import open_storage
 from search.artifacts import load_weights
 from search.cli import main
 from search.confirm import ConfirmSpec, parse_confirm, plan, search_seconds
 from search.setup import DATA_SPLIT_SEED
+from studies import trial_record as rec
+from studies.confirmation import extract_confirmation, stored_records
+from studies.intervals import seed_spread, wilson
+from studies.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [

@@ -22,8 +22,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 
 from mnistcore.errors import NonFiniteLossError, UserError
-from reports.repair import plan_repair, repair
-from reports.storage import StorageError, open_storage, parse_record, read_storage
+from studies.repair import plan_repair, repair
+from studies.storage import StorageError, open_storage, parse_record, read_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = "s"
@@ -101,11 +101,11 @@ def journal(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def reports_log() -> Iterator[list[logging.LogRecord]]:
-    """The records of the "reports" logger (the search's setup may stop its propagation)."""
+    """The records of the "studies" logger (the search's setup may stop its propagation)."""
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append  # type: ignore[method-assign]
-    logger = logging.getLogger("reports")
+    logger = logging.getLogger("studies")
     logger.addHandler(handler)
     try:
         yield records
@@ -215,7 +215,7 @@ def test_a_damaged_middle_line_is_one_error_naming_it(journal) -> None:
             open_it()
         message = str(info.value)
         assert f"line {number} is not a journal record" in message
-        assert f"python -m reports.repair {journal}" in message and "\n" not in message
+        assert f"python -m studies.repair {journal}" in message and "\n" not in message
     assert journal.read_bytes() == damaged  # neither opener changed the file
 
 
@@ -229,7 +229,7 @@ def test_a_damaged_last_whole_line_is_an_error_too(journal) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# python -m reports.repair
+# python -m studies.repair
 
 
 def test_repair_drops_a_damaged_line_after_a_backup(journal) -> None:
@@ -238,7 +238,7 @@ def test_repair_drops_a_damaged_line_after_a_backup(journal) -> None:
     replace_line(journal, number, b"not a record")
     damaged = journal.read_bytes()
 
-    done = run("reports.repair", str(journal), timeout=60)
+    done = run("studies.repair", str(journal), timeout=60)
 
     assert done.returncode == 0, done.stderr
     assert f"line {number}: dropped" in done.stdout
@@ -323,16 +323,16 @@ def test_repair_puts_back_a_cut_record_that_created_a_trial(journal) -> None:
 @pytest.mark.parametrize("line", [b"{}", b"null", b'{"op_code":99}', b'{"op_code":"x"}'])
 def test_json_that_is_no_record_is_the_one_line_error(journal, line) -> None:
     replace_line(journal, 11, line)
-    with pytest.raises(StorageError, match="python -m reports.repair"):
+    with pytest.raises(StorageError, match="python -m studies.repair"):
         read_storage(str(journal))
-    with pytest.raises(StorageError, match="python -m reports.repair"):
+    with pytest.raises(StorageError, match="python -m studies.repair"):
         open_storage(str(journal))
 
 
 def test_repair_of_a_sound_journal_changes_nothing(journal) -> None:
     data = journal.read_bytes()
 
-    done = run("reports.repair", str(journal), timeout=60)
+    done = run("studies.repair", str(journal), timeout=60)
 
     assert done.returncode == 0 and "nothing to repair" in done.stdout
     assert journal.read_bytes() == data and not beside(journal, "bak")
@@ -342,7 +342,7 @@ def test_repair_refuses_a_file_that_is_no_journal(tmp_path) -> None:
     other = tmp_path / "notes.txt"
     other.write_bytes(b"not a journal\nat all\n")
 
-    done = run("reports.repair", str(other), timeout=60)
+    done = run("studies.repair", str(other), timeout=60)
 
     # repairing would empty it: one line, exit 2, nothing written
     assert done.returncode == 2
@@ -414,9 +414,9 @@ def test_a_damaged_line_stops_search_and_report_with_one_line(searched, tmp_path
         assert done.returncode == 2
         (line,) = done.stderr.splitlines()
         assert line.startswith("error: ") and "line 5 is not a journal record" in line
-        assert f"python -m reports.repair {journal}" in line
+        assert f"python -m studies.repair {journal}" in line
     # the documented way out: repair, then the report reads it
-    assert run("reports.repair", str(journal), timeout=60).returncode == 0
+    assert run("studies.repair", str(journal), timeout=60).returncode == 0
     out = str(tmp_path / "out")
     assert run("reports", "--storage", str(journal), "--out", out, timeout=60).returncode == 0
 

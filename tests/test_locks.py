@@ -18,11 +18,11 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 
-from reports.storage import KEEPALIVE
-from reports.storage import open_storage as _open_storage
 from search import recovery
 from search.locks import AdvisoryLock, FileLock, StudyLock, study_lock
 from search.run import run_trials
+from studies.storage import KEEPALIVE
+from studies.storage import open_storage as _open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENED: list = []
@@ -107,7 +107,7 @@ def test_release_twice_and_without_acquire_is_harmless(make_lock) -> None:
 
 HOLD_AND_WAIT = """
 import sys, time
-from reports.storage import open_storage
+from studies.storage import open_storage
 from search.locks import study_lock
 storage, name = open_storage(sys.argv[1])
 study_lock(storage, name, "s").acquire()

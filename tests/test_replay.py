@@ -22,10 +22,10 @@ from optuna.trial import TrialState
 from mnistcore import TrainConfig, build_model, count_parameters, write_recipe
 from mnistcore.__main__ import main, parse_args
 from mnistcore.cli import config_from_args, run_main
-from reports.storage import read_storage
-from reports.study_data import format_epochs
 from search import replay
 from search.cli import main as study_main
+from studies.storage import read_storage
+from studies.study_data import format_epochs
 
 ROOT = Path(__file__).resolve().parents[1]
 # 7,000 synthetic images (6,300 train: two report steps per epoch, so a pruned trial stops half

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reports.bench_data import (
+from reports.bench_figures import population_panels
+from studies.bench_data import (
     case_label,
     data_path_table,
     headline,
@@ -17,7 +18,6 @@ from reports.bench_data import (
     population_table,
     speedup_table,
 )
-from reports.bench_figures import population_panels
 from tests.reports_fixtures import START, bench_case, run_document, write_benchmarks
 
 

@@ -13,10 +13,11 @@ from markupsafe import escape
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from reports import StorageError, build_report
+from reports import build_report
 from reports.build import rebuild_command
 from reports.cli import main
-from reports.study_data import train_command
+from studies.storage import StorageError
+from studies.study_data import train_command
 from tests.reports_fixtures import (
     config_of,
     make_empty,

@@ -14,8 +14,8 @@ from optuna.trial import TrialState, create_trial
 
 from mnistcore.cli import add_config_arguments, config_from_args
 from mnistcore.config import TrainConfig
-from reports import trial_record as rec
-from reports.study_data import (
+from studies import trial_record as rec
+from studies.study_data import (
     MACHINE_DEFAULTS,
     extract_study,
     format_epochs,

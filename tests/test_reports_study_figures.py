@@ -7,8 +7,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from reports.study_data import study_report
 from reports.study_figures import study_panels
+from studies.study_data import study_report
 from tests.reports_fixtures import make_population_study, make_single_objective
 
 MORE_TRIALS = "run more trials of this study"

@@ -18,11 +18,11 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from reports import trial_record as rec
-from reports.storage import read_storage
 from search.cli import main
 from search.objective import report_steps
 from search.recovery import counted
+from studies import trial_record as rec
+from studies.storage import read_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [

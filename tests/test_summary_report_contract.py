@@ -13,9 +13,9 @@ import pytest
 from optuna.trial import TrialState
 
 from reports import build_report
-from reports import trial_record as rec
-from reports.storage import open_storage
 from search.cli import main
+from studies import trial_record as rec
+from studies.storage import open_storage
 
 TINY = [
     "--dataset", "synthetic", "--synthetic-size", "300", "--epochs", "3",

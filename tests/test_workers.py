@@ -19,9 +19,9 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from mnistcore.cli import run_main
-from reports.storage import read_storage
 from search.cli import main
 from search.recovery import counted, proc_stat
+from studies.storage import read_storage
 from tests.conftest import require
 from tests.postgres import find_bin_dir, free_port, fresh_database, postgres_server
 

@@ -1,7 +1,7 @@
-"""``python -m reports.repair FILE``: mend a damaged Optuna journal file, keeping every record
+"""``python -m studies.repair FILE``: mend a damaged Optuna journal file, keeping every record
 that can be read.
 
-The search and the report refuse a journal with a line that is not a record (reports/storage.py
+The search and the report refuse a journal with a line that is not a record (studies/storage.py
 names the line); this command is the way out. Holding the journal's lock, it
 
 1. copies the file, byte for byte, to ``FILE.bak-<date>-<time>`` beside it;
@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reports import trial_record as rec
-from reports.storage import (
+from studies import trial_record as rec
+from studies.storage import (
     _RECORD_HEAD,
     _SQLITE_HEADER,
     DEFAULT_JOURNAL,
@@ -50,7 +50,7 @@ from reports.storage import (
 
 __all__ = ["Plan", "main", "plan_repair", "repair"]
 
-REPAIR_WORKER = "reports.repair"  # the worker id of stand-in records
+REPAIR_WORKER = "studies.repair"  # the worker id of stand-in records
 JOURNAL_REPAIR = "journal_repair"  # system attribute of a stand-in trial: why it is there
 # Optuna's journal op codes (optuna.storages.journal._storage.JournalOperation) and states
 CREATE_STUDY, DELETE_STUDY, CREATE_TRIAL = 0, 1, 4
@@ -367,7 +367,7 @@ def repair(path: Path) -> Repaired:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m reports.repair",
+        prog="python -m studies.repair",
         description="Repair a damaged Optuna journal file: keep every readable record, drop "
         "the damaged lines (put back the trials and studies they created), after a backup "
         "copy FILE.bak-DATE-TIME. Stop the runs that use the file first.",

@@ -75,7 +75,7 @@ _URL_FORMS = (
     "journal file path"
 )
 
-log = logging.getLogger("reports")
+log = logging.getLogger("studies")
 
 StaleTrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
@@ -197,7 +197,7 @@ def _open_journal(path: Path, *, create: bool) -> JournalStorage:
 #   side file, holding the lock, before it reads and before each append (_mend_end); a reader
 #   (read_storage) leaves the file alone: it warns, and Optuna skips the bytes in memory.
 # * a damaged line: a whole (newline-ended) line that is not a record. Nothing can tell what it
-#   held, so no opener guesses: the error names the line and `python -m reports.repair`.
+#   held, so no opener guesses: the error names the line and `python -m studies.repair`.
 
 _BLOCK = 1 << 16  # bytes read at a time when looking for the last lines of a journal
 _RECORD_HEAD = b'{"op_code":'  # how Optuna starts every record it writes
@@ -228,7 +228,7 @@ def damaged_lines(data: bytes) -> list[int]:
 
 
 def repair_command(path: Path | str) -> str:
-    return f"python -m reports.repair {shlex.quote(str(path))}"
+    return f"python -m studies.repair {shlex.quote(str(path))}"
 
 
 def _damaged_error(path: Path) -> StorageError:

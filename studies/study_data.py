@@ -20,9 +20,9 @@ import pandas as pd
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from reports import trial_record as rec
-from reports.confirmation import Confirmation, extract_confirmation
-from reports.intervals import wilson_text
+from studies import trial_record as rec
+from studies.confirmation import Confirmation, extract_confirmation
+from studies.intervals import wilson_text
 
 __all__ = [
     "BestTrial",

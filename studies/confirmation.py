@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 
 from optuna.trial import FrozenTrial, TrialState
 
-from reports import trial_record as rec
-from reports.intervals import Spread, seed_spread
+from studies import trial_record as rec
+from studies.intervals import Spread, seed_spread
 
 # fields that say where a run trained, not what: configurations differing only there are one
 MACHINE_FIELDS = ("seed", "device", "threads")

@@ -1,0 +1,9 @@
+"""studies: the torch-free records that search, bench and reports all read and write.
+
+Modules by job: ``storage`` (the one opener of an Optuna storage, for writing and reading),
+``journal`` (the journal file's format: damage found, cut ends mended, repair), ``trial_record``
+(the names of the attributes stored on each trial), ``study_data`` (the extract of a study
+that the terminal summary prints and the report draws), ``confirmation`` (the extract of
+confirmation runs), ``intervals`` (Wilson and t intervals), ``bench_data`` (the reader of
+pytest-benchmark JSON). It imports neither torch nor plotly; of ours, only ``mnistcore.errors``.
+"""
