@@ -19,10 +19,19 @@ from typing import Any
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "mnistcore.config": ("DATASETS", "PRECISIONS", "SCHEDULES", "TrainConfig"),
+    "mnistcore.config": (
+        "DATASETS",
+        "PRECISIONS",
+        "PRESETS",
+        "SCHEDULES",
+        "TrainConfig",
+        "preset",
+    ),
     "mnistcore.data": (
         "Dataset",
+        "SPLIT_SEED",
         "Split",
+        "VAL_FRACTION",
         "iterate_batches",
         "load_dataset",
         "resolve_dataset",
@@ -34,6 +43,7 @@ _EXPORTS = {
         "device_name",
         "resolve_device",
         "seed_everything",
+        "synchronize",
     ),
     "mnistcore.errors": (
         "ConfigError",
@@ -42,8 +52,10 @@ _EXPORTS = {
         "NonFiniteLossError",
         "UserError",
     ),
-    "mnistcore.model": ("build_model", "count_parameters"),
+    "mnistcore.model": ("build_model", "count_parameters", "save_weights"),
     "mnistcore.population": (
+        "EVAL_BATCH",
+        "Evaluation",
         "Population",
         "PopulationResult",
         "fit_population",
@@ -51,16 +63,7 @@ _EXPORTS = {
         "group_configs",
     ),
     "mnistcore.recipe": ("RecipeError", "read_recipe", "recipe_text", "write_recipe"),
-    "mnistcore.train": (
-        "EpochResult",
-        "Evaluation",
-        "build_optimizer",
-        "build_scheduler",
-        "evaluate",
-        "fit",
-        "train_batches",
-        "train_step",
-    ),
+    "mnistcore.train": ("EpochResult", "evaluate", "fit"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)
@@ -77,4 +80,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-

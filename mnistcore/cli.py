@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from mnistcore.config import TrainConfig, parse_bool
 from mnistcore.errors import UserError
@@ -16,26 +17,18 @@ from mnistcore.errors import UserError
 USER_ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130  # the shell's code for "stopped by SIGINT"
 
-# One-line help per TrainConfig field, taken from the comments in config.py.
-FIELD_HELP = {
-    "lr": "SGD learning rate (peak rate for --schedule onecycle)",
-    "momentum": "SGD momentum, in [0, 1)",
-    "weight_decay": "L2 penalty added by SGD",
-    "schedule": "learning-rate schedule per step: constant | onecycle | cosine",
-    "depth": "number of conv blocks (5x5 conv, [BN], ReLU, 2x2 max-pool), 1..4",
-    "width": "channels of the first conv block; each next block doubles it",
-    "hidden": "units of the hidden fully-connected layer",
-    "batch_norm": "BatchNorm2d after each conv",
-    "dropout": "dropout probability before the output layer, in [0, 1)",
-    "batch_size": "images per optimizer step",
-    "epochs": "passes over the training split",
-    "seed": "seeds python, numpy, torch and the batch order",
-    "device": "auto | cpu | cuda | cuda:N (auto: CUDA when available)",
-    "dataset": "mnist | fashion-mnist | mnist-5k | synthetic",
-    "precision": "fp32 | bf16 (autocast)",
-    "channels_last": "NHWC memory format for the convolutions",
-    "threads": "CPU threads for torch; 0 = one per available core",
-}
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line naming ``--help`` and exit code 2 (argparse would
+    print its usage block first), as every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USER_ERROR_EXIT, f"error: {message} (see {self.prog} --help)\n")
+
+
+def field_help(name: str) -> str:
+    """The one-line help of TrainConfig's field ``name`` (from its definition)."""
+    return next(f.metadata["help"] for f in dataclasses.fields(TrainConfig) if f.name == name)
 
 
 def add_config_arguments(
@@ -49,12 +42,15 @@ def add_config_arguments(
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        help_text = FIELD_HELP.get(f.name, f.name)
+        help_text = f.metadata["help"]
         if isinstance(default, bool):
             no_flag = "--no-" + f.name.replace("_", "-")
             parser.add_argument(
-                flag, no_flag, action=_BoolFlag, default=default, help=f"{help_text} ({flag} "
-                f"[true|false|yes|no|1|0], {no_flag})",
+                flag,
+                no_flag,
+                action=_BoolFlag,
+                default=default,
+                help=f"{help_text} ({flag} [true|false|yes|no|1|0], {no_flag})",
             )
         else:
             parser.add_argument(flag, type=type(default), default=default, help=help_text)

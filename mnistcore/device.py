@@ -57,6 +57,12 @@ def configure_threads(threads: int = 0) -> int:
     return wanted
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (a no-op on the CPU): clocks start with it idle."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def seed_everything(seed: int, *, deterministic: bool = False) -> None:
     """Seed python, numpy and torch (all devices).
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
@@ -60,3 +62,9 @@ class Autocast(nn.Module):
         with torch.autocast(self.device_type, dtype=torch.bfloat16):
             logits = self.inner(x)
         return logits.float()
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Write ``model``'s state_dict, on the CPU, to ``path``: read it back with
+    ``build_model(config).load_state_dict(torch.load(path, weights_only=True))``."""
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)

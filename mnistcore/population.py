@@ -37,16 +37,12 @@ from torch import nn
 
 from mnistcore.config import TrainConfig
 from mnistcore.data import Dataset, Split, iterate_batches
-from mnistcore.device import configure_threads, resolve_device, seed_everything
+from mnistcore.device import configure_threads, resolve_device, seed_everything, synchronize
 from mnistcore.errors import NonFiniteLossError
 from mnistcore.model import build_model
-from mnistcore.train import (
-    EVAL_BATCH,
-    NAN_CHECK_EVERY,
-    Evaluation,
-    _sync,
-    build_scheduler,
-)
+
+NAN_CHECK_EVERY = 50  # steps between divergence checks; each check is a CPU-GPU sync point
+EVAL_BATCH = 2048  # images per forward pass when evaluating
 
 # The fields members of one population may differ in; every other TrainConfig field is shared.
 MEMBER_FIELDS = ("lr", "momentum", "weight_decay", "dropout", "seed")
@@ -88,6 +84,12 @@ def group_configs(configs: Iterable[TrainConfig]) -> list[list[int]]:
     for i, config in enumerate(configs):
         groups.setdefault(fusible_key(config), []).append(i)
     return list(groups.values())
+
+
+class Evaluation(NamedTuple):
+    accuracy: float  # fraction correct, in [0, 1]
+    loss: float  # mean cross-entropy
+    n: int  # images evaluated
 
 
 class PopulationResult(NamedTuple):
@@ -170,6 +172,10 @@ class Population:
     def diverged(self) -> dict[int, str]:
         """Member -> why it was dropped automatically (NonFiniteLossError's message)."""
         return {m: str(e) for m, e in self._divergences.items()}
+
+    def divergence(self, member: int) -> NonFiniteLossError:
+        """The error that dropped ``member`` (a KeyError when it did not diverge)."""
+        return self._divergences[member]
 
     @property
     def epoch(self) -> float:
@@ -275,8 +281,11 @@ class Population:
         epoch = (self.steps - 1) // self._steps_per_epoch + 1  # 1-based, of the last step
         for p in bad:
             value = step_losses[p] if not math.isfinite(step_losses[p]) else sums[p] / steps
-            error = NonFiniteLossError(epoch, self._step_in_epoch, value)
-            self._divergences[self._members[p]] = error
+            member = self._members[p]
+            error = NonFiniteLossError(
+                epoch, self._step_in_epoch, value, lr=self.configs[member].lr
+            )
+            self._divergences[member] = error
         keep = [p for p in range(len(sums)) if p not in bad]
         self._repack(keep)
         index = torch.tensor(keep, dtype=torch.long, device=self.device)
@@ -463,7 +472,7 @@ def fit_population(
         if not population.members:
             return
         known = set(population.diverged)
-        _sync(population.device)  # the clock starts with the device idle, as in fit
+        synchronize(population.device)  # the clock starts with the device idle
         start = time.perf_counter()
         losses = population.train(train_size)  # ends with a sync (the loss check)
         seconds = time.perf_counter() - start
@@ -550,11 +559,17 @@ def _stack_initial_weights(
 
 
 def _schedule_factors(config: TrainConfig, steps_per_epoch: int) -> list[float]:
-    """The shared lr factor of each step: ``build_scheduler``'s lr for ``lr=1.0``, read before
-    each step as ``fit``'s optimizer uses it."""
+    """The shared lr factor of each step (torch's scheduler for a peak lr of 1.0, read before
+    each step as an optimizer would use it)."""
     dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    scheduler = build_scheduler(dummy, config.replace(lr=1.0), steps_per_epoch)
     total = config.epochs * steps_per_epoch
+    scheduler = None
+    if config.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            dummy, max_lr=1.0, total_steps=total, cycle_momentum=False
+        )
+    elif config.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(dummy, T_max=total)
     factors = []
     for _ in range(total):
         factors.append(dummy.param_groups[0]["lr"])

@@ -41,8 +41,13 @@ def read_recipe(path: str | Path) -> TrainConfig:
             f"recipe {path} does not exist; give the path of a .toml recipe "
             "(python -m search.export --out DIR writes one)"
         ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise RecipeError(f"recipe {path} cannot be read: {e}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(
+            f"recipe {path} is not text (a weights file?); give the .toml recipe that "
+            "python -m search.export wrote beside it"
+        ) from None
+    except OSError as e:
+        raise RecipeError(f"recipe {path} cannot be read: {e.strerror or e}") from None
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -1,12 +1,14 @@
-"""``python -m search.export --out DIR``: the confirmed winner of a study as a recipe and weights.
+"""``python -m search.export --out DIR``: a study's confirmed winner, or any stored trial
+(``--trial N``), as a recipe and weights.
 
 Writes ``DIR/<study>-trial<N>.toml`` (every TrainConfig field; ``python -m mnistcore --recipe``
-trains it) and ``DIR/<study>-trial<N>.pt`` (a ``state_dict`` for ``mnistcore.build_model``,
-from the artifact store). The winner is the confirmed one (search/confirm.py); a study that was
-not confirmed exports its best trial, and says so.
+trains it and reproduces the stored curve: the validation split is fixed by the dataset) and
+``DIR/<study>-trial<N>.pt`` (a ``state_dict`` for ``mnistcore.build_model``, when the artifact
+store kept it). The winner is the confirmed one (search/confirm.py), with the seed of its first
+confirmation run; a study that was not confirmed exports its best trial, and says so.
 
     python -m search.export --out exported
-    python -m search.export --out exported --storage sqlite:///runs.db --study-name NAME
+    python -m search.export --out exported --trial 7 --storage sqlite:///runs.db --study-name S
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from mnistcore import TrainConfig, UserError, write_recipe
-from mnistcore.cli import run_main, setup_logging
+from mnistcore.cli import OneLineParser, run_main, setup_logging
 from search.artifacts import default_artifact_dir
 from studies import trial_record as rec
 from studies.confirmation import extract_confirmation, stored_records
@@ -41,13 +43,19 @@ class ExportError(UserError):
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m search.export",
-        description="Write a study's confirmed winner as a recipe file (DIR/*.toml, every "
-        "TrainConfig field; train it with python -m mnistcore --recipe FILE) plus its trained "
-        "weights (DIR/*.pt, a state_dict for mnistcore.build_model).",
+        description="Write a study's confirmed winner (or trial N) as a recipe file (DIR/*.toml, "
+        "every TrainConfig field; train it with python -m mnistcore --recipe FILE) plus its "
+        "trained weights (DIR/*.pt, a state_dict for mnistcore.build_model).",
     )
     parser.add_argument("--out", type=Path, required=True, help="folder to write into")
+    parser.add_argument(
+        "--trial",
+        type=_trial_number,
+        metavar="N",
+        help="export stored trial N (its own seed and weights) instead of the confirmed winner",
+    )
     parser.add_argument(
         "--storage", default=None, help=f"the study's storage (default: {DEFAULT_JOURNAL})"
     )
@@ -75,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     storage_name = args.storage or str(DEFAULT_JOURNAL)
     study = _load_study(storage, args.study_name, storage_name)
-    chosen = _winner(study)
+    chosen = _winner(study) if args.trial is None else _trial(study, args.trial)
     _make_folder(args.out)
     stem = f"{slugify(study.study_name)}-trial{chosen['trial']}"
     store = _store(args.artifacts, study, storage_name)
@@ -182,6 +190,49 @@ def _winner(study: optuna.Study) -> dict[str, Any]:
         f"{format_accuracy(test, sizes.get('test'))}",
         "lines": [f"val {format_accuracy(best.values[0], sizes.get('val'))} (one run)"],
     }
+
+
+def _trial(study: optuna.Study, number: int) -> dict[str, Any]:
+    """Trial ``number`` as it ran: its configuration and seed, its curve, its weights."""
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise ExportError(
+            f"study {study.study_name!r} has trials 0..{len(trials) - 1}, not {number}; "
+            "pick one from the report's trials table"
+        )
+    trial = trials[number]
+    config = trial.user_attrs.get(rec.CONFIG)
+    if not config:
+        raise ExportError(
+            f"trial {number} of study {study.study_name!r} recorded no configuration ("
+            f"{trial.state.name.lower()} before training, or an older version): nothing to export"
+        )
+    per_epoch = study.user_attrs.get(rec.STEPS_PER_EPOCH, 1)
+    curve = [v for step, v in sorted(trial.intermediate_values.items()) if step % per_epoch == 0]
+    lines = [
+        f"state {trial.state.name.lower()}; val accuracy per epoch: "
+        + (", ".join(f"{v:.4f}" for v in curve) or "none reported")
+    ]
+    member = trial.user_attrs.get(rec.POPULATION_MEMBER, 0)
+    if member:
+        lines.append(
+            f"trained as member {member} of a population (member 0's batch order and dropout "
+            "draws): the recipe trains it alone, so its curve may differ"
+        )
+    return {
+        "trial": number,
+        "what": f"trial {number}",
+        "config": _portable(config, seed=config.get("seed", 0)),
+        "weights": trial.user_attrs.get(rec.WEIGHTS),
+        "weights_note": f"trial {number}'s model",
+        "lines": lines,
+    }
+
+
+def _trial_number(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a trial number is an integer >= 0, got {text!r}")
+    return int(text)
 
 
 def _portable(config: dict[str, Any], *, seed: int) -> TrainConfig:

@@ -34,6 +34,7 @@ BAD_VALUES = [
     ("batch_size", 0),
     ("batch_size", 1.5),
     ("epochs", 0),
+    ("synthetic_size", 0),
     ("batch_norm", "yes"),
     ("dropout", 1.0),
     ("dropout", -0.2),

@@ -8,7 +8,13 @@ import torch
 
 import mnistcore.data as data_module
 from mnistcore import DatasetError, load_dataset, resolve_dataset, synthetic_digits
-from mnistcore.data import DEBIAN_FASHION_DIR, iterate_batches, stratified_split
+from mnistcore.data import (
+    DEBIAN_FASHION_DIR,
+    SPLIT_SEED,
+    VAL_FRACTION,
+    iterate_batches,
+    stratified_split,
+)
 
 from .conftest import require_path
 
@@ -64,7 +70,7 @@ def test_stratified_split_is_disjoint_stratified_and_fixed():
 
 def test_torchvision_idx_layout(tmp_path):
     x, y, tx, ty = write_idx_set(tmp_path / "MNIST" / "raw")
-    data = load_dataset("mnist", data_dir=tmp_path, download=False, val_fraction=0.1)
+    data = load_dataset("mnist", data_dir=tmp_path, download=False)
     assert data.name == "mnist" and not data.fell_back
     # 10 % of each class (rounded per class) is validation.
     assert data.sizes["train"] + data.sizes["val"] == 200 and 18 <= data.sizes["val"] <= 22
@@ -161,12 +167,12 @@ def test_loaded_once_per_process(monkeypatch):
         return data_module._load_synthetic(**kwargs)
 
     monkeypatch.setitem(data_module._LOADERS, "synthetic", counting_loader)
-    # A seed no other test loads with, so the first call is a cache miss.
-    first = load_dataset("synthetic", synthetic_size=300, seed=4242)
-    second = load_dataset("synthetic", synthetic_size=300, seed=4242)
+    # A size no other test loads, so the first call is a cache miss.
+    first = load_dataset("synthetic", synthetic_size=4242)
+    second = load_dataset("synthetic", synthetic_size=4242)
     # The second call returns the cached object without reading the source again.
     assert second is first and len(reads) == 1
-    load_dataset("synthetic", synthetic_size=300, seed=4243)
+    load_dataset("synthetic", synthetic_size=4243)
     # Different arguments are a different dataset.
     assert len(reads) == 2
 
@@ -214,3 +220,13 @@ def test_batches_cover_the_split_once(synthetic):
 
 def test_to_device_is_cached(synthetic):
     assert synthetic.to("cpu") is synthetic
+
+
+def test_the_validation_split_is_fixed_by_the_dataset():
+    # No training seed reaches the split: two loads of one dataset hold the same validation
+    # images, a stratified VAL_FRACTION of each class drawn with SPLIT_SEED.
+    data = load_dataset("mnist-5k")
+    labels = data_module._mnist_5k()[1]  # the 4,000 training labels, before the split
+    keep, take = stratified_split(labels, VAL_FRACTION, seed=SPLIT_SEED)
+    assert data.sizes == {"train": len(keep), "val": len(take), "test": 1000}
+    assert torch.equal(data.val.labels, labels[take])
