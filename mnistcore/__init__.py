@@ -42,6 +42,7 @@ _EXPORTS = {
         "configure_threads",
         "device_name",
         "resolve_device",
+        "resolve_precision",
         "seed_everything",
         "synchronize",
     ),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from mnistcore.errors import ConfigError
 
 SCHEDULES = ("constant", "onecycle", "cosine")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 DATASETS = ("mnist", "fashion-mnist", "mnist-5k", "synthetic")
 # How a boolean is spelled on the command line and in space files (case-insensitive)
 TRUE_WORDS = ("true", "yes", "1", "on")
@@ -44,7 +44,9 @@ class TrainConfig:
     device: str = _field("auto", "auto | cpu | cuda | cuda:N (auto: CUDA when available)")
     dataset: str = _field("mnist", "mnist | fashion-mnist | mnist-5k | synthetic")
     synthetic_size: int = _field(2000, "training images generated for dataset synthetic")
-    precision: str = _field("fp32", "fp32 | bf16 (autocast)")
+    precision: str = _field(
+        "auto", "auto | fp32 | bf16 (autocast); auto: bf16 where the device runs it fast"
+    )
     # on the GPU only: the fused trainer runs NCHW on the CPU, where NHWC made no difference
     channels_last: bool = _field(True, "NHWC memory format for the convolutions (CUDA)")
     threads: int = _field(0, "CPU threads for torch; 0 = one per available core")

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mnistcore.config import TrainConfig
+from mnistcore.device import resolve_precision
 
 
 def build_model(config: TrainConfig, device: torch.device | str | None = None) -> nn.Module:
@@ -18,8 +19,9 @@ def build_model(config: TrainConfig, device: torch.device | str | None = None) -
     4x fewer values. The first conv has no padding,
     as in the seed (28 -> 24 -> 12); later ones pad by 2 so the map only halves (12 -> 6 -> 3
     -> 1). Then flatten -> Linear(hidden) -> ReLU -> [Dropout] -> Linear(10).
-    With ``precision="bf16"`` the forward runs under autocast; the logits come back as float32
-    so the loss is computed in full precision.
+    Where the precision resolves to bf16 (``resolve_precision``) the forward runs under
+    autocast and the logits come back as float32, so the loss is computed in full precision;
+    the state_dict keys are the same in every precision.
     """
     layers: list[nn.Module] = []
     channels, size = 1, 28
@@ -35,14 +37,11 @@ def build_model(config: TrainConfig, device: torch.device | str | None = None) -
     if config.dropout > 0:
         layers.append(nn.Dropout(config.dropout))
     layers.append(nn.Linear(config.hidden, 10))
-    model: nn.Module = nn.Sequential(*layers)
-
     device = torch.device(device or "cpu")
-    model = model.to(device)
+    bf16 = resolve_precision(config.precision, device) == "bf16"
+    model = (Bf16Sequential if bf16 else nn.Sequential)(*layers).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if config.precision == "bf16":
-        model = Autocast(model, device.type)
     return model
 
 
@@ -50,18 +49,12 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-class Autocast(nn.Module):
-    """Runs the wrapped model's forward under bf16 autocast, returning float32 logits."""
-
-    def __init__(self, inner: nn.Module, device_type: str) -> None:
-        super().__init__()
-        self.inner = inner
-        self.device_type = device_type
+class Bf16Sequential(nn.Sequential):
+    """``nn.Sequential`` whose forward runs under bf16 autocast, returning float32 logits."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device_type, dtype=torch.bfloat16):
-            logits = self.inner(x)
-        return logits.float()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return super().forward(x).float()
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:

@@ -37,7 +37,13 @@ from torch import nn
 
 from mnistcore.config import TrainConfig
 from mnistcore.data import Dataset, Split, iterate_batches
-from mnistcore.device import configure_threads, resolve_device, seed_everything, synchronize
+from mnistcore.device import (
+    configure_threads,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+    synchronize,
+)
 from mnistcore.errors import NonFiniteLossError
 from mnistcore.model import build_model
 
@@ -124,6 +130,7 @@ class Population:
         first = configs[0]
         self.configs = configs
         self.device = resolve_device(first.device)
+        self.precision = resolve_precision(first.precision, self.device)  # fp32 | bf16
         if self.device.type == "cpu":
             configure_threads(first.threads)
         self._data = data.to(self.device)
@@ -371,8 +378,7 @@ class Population:
 
     def _forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         """(B, 1, 28, 28) -> every member's float32 logits (K, B, 10)."""
-        config = self.configs[0]
-        if config.precision == "bf16":
+        if self.precision == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 return self._forward_fp(x, training=training).float()
         return self._forward_fp(x, training=training)

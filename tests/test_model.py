@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from mnistcore import TrainConfig, build_model, count_parameters
+from mnistcore import TrainConfig, build_model, count_parameters, resolve_precision
+from mnistcore.model import Bf16Sequential
 
 
 def test_seed_preset_parameter_count():
@@ -59,3 +60,37 @@ def test_bf16_autocast_returns_float32_logits():
     model = build_model(TrainConfig(precision="bf16"))
     out = model(torch.randn(2, 1, 28, 28))
     assert out.dtype == torch.float32 and out.shape == (2, 10)
+
+
+def test_weights_load_across_precisions():
+    # The bf16 model is an nn.Sequential too: weights saved in one precision load in the other.
+    torch.manual_seed(0)
+    bf16 = build_model(TrainConfig(precision="bf16", batch_norm=True))
+    fp32 = build_model(TrainConfig(precision="fp32", batch_norm=True))
+    assert bf16.state_dict().keys() == fp32.state_dict().keys()
+    fp32.load_state_dict(bf16.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("flags", "want"),
+    [
+        ({"avx2", "avx512f", "avx512_bf16"}, "bf16"),  # e.g. AMD Zen 4, Intel Cooper Lake
+        ({"avx2", "amx_bf16", "amx_tile"}, "bf16"),  # Intel Sapphire Rapids
+        ({"avx2", "avx512f"}, "fp32"),  # AVX-512 without bf16: emulated, slow
+        ({"avx2", "fma"}, "fp32"),
+        (set(), "fp32"),
+    ],
+)
+def test_auto_precision_on_the_cpu_follows_its_flags(flags, want):
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu, frozenset(flags)) == want
+    # an explicit precision is kept whatever the CPU
+    assert resolve_precision("fp32", cpu, frozenset(flags)) == "fp32"
+    assert resolve_precision("bf16", cpu, frozenset()) == "bf16"
+
+
+def test_auto_is_the_default_and_resolves_on_this_machine():
+    assert TrainConfig().precision == "auto"
+    model = build_model(TrainConfig())
+    bf16 = resolve_precision("auto", torch.device("cpu")) == "bf16"
+    assert isinstance(model, Bf16Sequential) == bf16
