@@ -15,16 +15,8 @@ from reports.bench_figures import bench_panels, trend_panel
 from reports.page import render, study_href, write_site
 from reports.panel import Panel
 from reports.study_figures import study_panels
-from studies.bench_data import (
-    BenchData,
-    BenchRun,
-    data_path_table,
-    headline,
-    load_benchmarks,
-    machine_rows,
-    machine_summary,
-    speedup_table,
-)
+from studies.bench_data import BenchData, BenchRun, load_benchmarks, machine_rows, machine_summary
+from studies.bench_tables import data_path_table, headline, speedup_table
 from studies.storage import DEFAULT_JOURNAL, StorageError, read_storage
 from studies.study_data import StudyReport, slugify, study_report
 
@@ -64,7 +56,7 @@ def build_report(
 ) -> Path:
     """Build the HTML report from an Optuna storage and pytest-benchmark JSON files.
 
-    Returns the path of index.html. Raises `reports.StorageError`, before writing anything,
+    Returns the path of index.html. Raises `studies.storage.StorageError`, before writing,
     when a storage the caller named cannot be read or does not hold a study it named; every
     other gap (no study, no benchmarks, a damaged JSON file) ends up on the page as a note
     saying how to fill it, with a warning for each skipped file.
@@ -109,11 +101,7 @@ def build_report(
 
 
 def rebuild_command(
-    *,
-    storage: str | None,
-    study_names: list[str] | None,
-    benchmarks_dir: Path,
-    out_dir: Path,
+    *, storage: str | None, study_names: list[str] | None, benchmarks_dir: Path, out_dir: Path
 ) -> str:
     """The `python -m reports` line that builds this report again: only the options that
     differ from the defaults, a database URL with its password hidden."""
@@ -130,9 +118,7 @@ def rebuild_command(
 
 
 def _study_pages(
-    backend: optuna.storages.BaseStorage | None,
-    wanted: list[str] | None,
-    storage_label: str,
+    backend: optuna.storages.BaseStorage | None, wanted: list[str] | None, storage_label: str
 ) -> list[StudyPage]:
     """A page per study; a named study the storage does not hold is the user's mistake."""
     wanted = list(dict.fromkeys(wanted or []))  # --study a --study a: one page
@@ -158,10 +144,8 @@ def _study_pages(
 
 
 def _latest_per_machine(bench: BenchData) -> list[BenchRun]:
-    latest: dict[str, BenchRun] = {}
-    for run in bench.runs:  # oldest first, so the last one seen wins
-        latest[run.machine_id] = run
-    return sorted(latest.values(), key=lambda r: bench.runs.index(r), reverse=True)
+    latest = {run.machine_id: run for run in bench.runs}  # oldest first: the last one wins
+    return sorted(latest.values(), key=bench.runs.index, reverse=True)
 
 
 def _run_section(bench: BenchData, run: BenchRun) -> RunSection:

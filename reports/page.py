@@ -21,10 +21,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from reports.panel import Panel
-from studies import trial_record as rec
-from studies.intervals import format_accuracy as format_accuracy_n
-from studies.intervals import format_spread, wilson_text
-from studies.study_data import format_epochs, train_command
+from studies import formatting as fmt
+from studies.intervals import format_accuracy, format_spread, wilson_text
 
 __all__ = ["PLOTLY_JS", "STUDY_DIR", "render", "study_href", "write_site"]
 
@@ -84,19 +82,18 @@ def _environment() -> Environment:
     )
     env.filters.update(
         ticks=backticks_to_code,
-        acc=format_accuracy,
+        percent=fmt.percent,  # accuracies 96.00%; | percent(0) for shares, 25%
         wilson=format_wilson,
-        accn=format_accuracy_n,
+        accn=format_accuracy,
         spread=format_spread,
-        ips=format_images_per_second,
-        duration=format_duration,
-        epochs=format_epochs,
-        ratio=format_ratio,
-        pct=format_percent,
-        value=format_value,
+        ips=fmt.format_images_per_second,
+        duration=fmt.format_duration,
+        epochs=fmt.format_epochs,
+        ratio=fmt.format_ratio,
+        value=fmt.format_value,
     )
     env.globals.update(
-        plot=plot_html, table=table_html, study_href=study_href, train_command=train_command
+        plot=plot_html, table=table_html, study_href=study_href, train_command=fmt.train_command
     )
     return env
 
@@ -126,62 +123,21 @@ def table_html(frame: pd.DataFrame, *, css_class: str = "data sortable") -> Mark
 
 
 def _cell(column: str, value: Any) -> str:
+    """A number as the column's kind of value reads (column headers as the extracts name them:
+    "val accuracy", "best epoch", "CPU img/s", "speedup", "seconds")."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     name = column.lower()
-    if name in (rec.EPOCHS_RUN, rec.BEST_EPOCH):  # fractional when pruned within an epoch
-        return format_epochs(value)
-    if "accuracy" in name:
-        return format_accuracy(value)
-    if "img/s" in name or "images_per_second" in name or name in ("cpu", "cuda", "seed",
-                                                                  "mnistcore"):
-        return format_images_per_second(value)
-    if "speedup" in name:
-        return format_ratio(value)
-    if name.endswith("_s"):
-        return f"{value:.1f}"
-    return format_value(value)
-
-
-def format_accuracy(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
+    for word, write in (("epoch", fmt.format_epochs), ("accuracy", fmt.percent),
+                        ("img/s", fmt.format_images_per_second), ("speedup", fmt.format_ratio)):
+        if word in name:
+            return write(value)
+    return f"{value:.1f}" if name == "seconds" else fmt.format_value(value)
 
 
 def format_wilson(value: float | None, n: int | None) -> str:
     """``n=400 · 95 % 95.1%–98.5%`` under an accuracy; empty when either is unknown."""
     interval = wilson_text(value, n)
     return "" if interval is None else f"n={n:,} · 95 % {interval}"
-
-
-def format_percent(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0%}"
-
-
-def format_images_per_second(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.0f}"
-
-
-def format_ratio(value: float | None) -> str:
-    return "–" if value is None or value != value else f"{value:.1f}×"
-
-
-def format_value(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, float):
-        return str(value)
-    if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5):
-        return f"{value:.2e}"
-    return f"{value:.4g}"
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"

@@ -22,14 +22,9 @@ class Panel:
 
 
 def draw_panel(
-    key: str,
-    title: str,
-    draw: Callable[[], go.Figure],
-    *,
-    caption: str | None = None,
-    where: str = "",
-    wide: bool = False,
-) -> Panel:
+    key: str, title: str, draw: Callable[[], go.Figure], *, caption: str | None = None,
+    where: str = "", wide: bool = False,
+) -> Panel:  # fmt: skip
     """Draw one figure; a figure that cannot be drawn costs its panel, not the whole report."""
     try:
         figure = draw()

@@ -15,23 +15,15 @@ from typing import Any
 import optuna
 import optuna.visualization as ov
 import plotly.graph_objects as go
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
 from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
 from reports.panel import Panel, draw_panel
-from studies.intervals import wilson
+from studies.intervals import Interval, wilson
 from studies.study_data import StudyReport, format_epochs
 
 __all__ = ["study_panels"]
 
-# Figures that need at least one complete trial (by panel key).
-NEED_COMPLETE = {"history", "pareto", "parallel", "importance", "slice", "contour"}
 PRUNED_COLOR = "#d62728"
 COMPLETE_COLOR = "#1f77b4"
 # Trial states as optuna.visualization.plot_timeline colors them, in its legend order.
@@ -50,145 +42,99 @@ def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
     n_complete = report.counts.complete
     where = f" for study {report.name!r}"
     value_name = report.objective_names[0]
-    target = _first_objective if report.is_multi_objective else None
-
-    def panel(key: str, title: str, draw: Callable[[], go.Figure], **kw: object) -> Panel:
-        return draw_panel(key, title, draw, where=where, **kw)
-
-    def no_complete(key: str, title: str, *, wide: bool = False) -> Panel:
-        have = f"{n_complete} complete trial{'s' if n_complete != 1 else ''}"
-        return Panel(key, title, wide=wide, missing=f"needs at least 1 complete trial, "
-                     f"the study has {have}: {more_trials}")
-
-    # Panels that more trials can never fill (their parameters were pinned, not searched).
-    pinned_panels: list[Panel] = []
-
-    def pinned(key: str, title: str, names: Sequence[str], *, wide: bool = False) -> Panel:
-        shown = Panel(key, title, wide=wide, missing=_pinned_note(report, names))
-        pinned_panels.append(shown)
-        return shown
-
-    pinned_params = _pinned(study, CONTOUR)
-    nothing_searched = _nothing_searched(study)
-
+    # what optuna's plots draw: the first objective (val accuracy), by its name
+    first = {"target": (lambda t: t.values[0]) if report.is_multi_objective else None,
+             "target_name": value_name}  # fmt: skip
+    searched = _searched(study)
+    nothing_searched = searched == set()
+    pinned_params = [] if searched is None else [p for p in CONTOUR if p not in searched]
     # Half-width panels first, in pairs; the wide ones (many subplots, long time axis) last.
     panels: list[Panel] = []
+    waiting: list[str] = []  # titles of figures of complete trials, while there is none
+
+    def add(key: str, title: str, draw: Callable[[], go.Figure] | None = None, *,
+            missing: str | None = None, complete: bool = False, wide: bool = False,
+            caption: str | None = None) -> None:  # fmt: skip
+        if complete and n_complete == 0 and missing is None:
+            waiting.append(title)
+        elif missing is not None or draw is None:
+            panels.append(Panel(key, title, missing=missing, wide=wide))
+        else:
+            panels.append(draw_panel(key, title, draw, where=where, caption=caption, wide=wide))
+
+    def pinned(names: Sequence[str]) -> str | None:
+        """The note of a figure more trials can never draw (``names``, or all, were pinned)."""
+        return _pinned_note(report, names) if names or nothing_searched else None
+
     if report.confirmation is not None:
-        panels.append(panel(
-            "confirmation", "Confirmed: each seed's val accuracy beside the search's single run",
+        add("confirmation", "Confirmed: each seed's val accuracy beside the search's single run",
             lambda: _confirmation(report), wide=True,
             caption="Dots: the confirmation's seeds; bar: their mean and 95 % t-interval; "
             "diamond: the search trial's one value (and its 95 % Wilson interval). Best "
-            "confirmed mean first.",
-        ))
-    title = f"Optimization history ({value_name})"
-    if n_complete:
-        panels.append(panel("history", title, lambda: ov.plot_optimization_history(
-            study, target=target, target_name=value_name)))
-    else:
-        panels.append(no_complete("history", title))
+            "confirmed mean first.")  # fmt: skip
+    add("history", f"Optimization history ({value_name})",
+        lambda: ov.plot_optimization_history(study, **first), complete=True)
 
     title = "Learning curves (val accuracy over epochs; ✕ = pruned here)"
     if not report.curves.empty:
         within = (f" A report step is 1/{report.steps_per_epoch} of an epoch."
                   if report.steps_per_epoch > 1 else "")
-        panels.append(panel(
-            "intermediate", title, lambda: _learning_curves(report),
+        add("intermediate", title, lambda: _learning_curves(report),
             caption="Dotted lines are pruned trials; each stops where the pruner cut it."
-            f"{within} The grey line marks the epoch budget (max_epochs).",
-        ))
+            f"{within} The grey line marks the epoch budget (max_epochs).")  # fmt: skip
     elif report.is_multi_objective:
-        panels.append(Panel("intermediate", title, missing="two-objective studies report no "
-                            "per-epoch values (Optuna prunes single-objective studies only)"))
+        add("intermediate", title, missing="two-objective studies report no per-epoch values "
+            "(Optuna prunes single-objective studies only)")  # fmt: skip
     else:
-        panels.append(Panel("intermediate", title, missing="no trial reported a per-epoch "
-                            f"value yet: {more_trials}"))
+        add("intermediate", title, missing=f"no trial reported a per-epoch value: {more_trials}")
 
     if report.is_multi_objective:
-        title = "Pareto front (" + " vs ".join(report.objective_names) + ")"
-        if n_complete:
-            panels.append(panel("pareto", title, lambda: ov.plot_pareto_front(
-                study, target_names=list(report.objective_names))))
-        else:
-            panels.append(no_complete("pareto", title))
+        add("pareto", "Pareto front (" + " vs ".join(report.objective_names) + ")",
+            lambda: ov.plot_pareto_front(study, target_names=list(report.objective_names)),
+            complete=True)  # fmt: skip
+    no_speeds = f"no trial recorded images_per_second with an accuracy yet: {more_trials}"
+    add("throughput", "Val accuracy vs training throughput (img/s)", lambda: _throughput(report),
+        missing=no_speeds if report.throughput.empty else None)
+    add("parallel", "Parallel coordinates", lambda: ov.plot_parallel_coordinate(study, **first),
+        missing=pinned(()), complete=True)
 
-    title = "Val accuracy vs training throughput (img/s)"
-    if not report.throughput.empty:
-        panels.append(panel("throughput", title, lambda: _throughput(report)))
-    else:
-        panels.append(Panel("throughput", title, missing="no trial recorded images_per_second "
-                            f"with an accuracy yet: {more_trials}"))
-
-    title = "Parallel coordinates"
-    if nothing_searched:
-        panels.append(pinned("parallel", title, ()))
-    elif n_complete:
-        panels.append(panel("parallel", title, lambda: ov.plot_parallel_coordinate(
-            study, target=target, target_name=value_name)))
-    else:
-        panels.append(no_complete("parallel", title))
-
-    if nothing_searched:
-        panels.append(pinned("importance", "Parameter importances (PED-ANOVA)", ()))
+    title = "Parameter importances (PED-ANOVA)"
+    if nothing_searched or n_complete == 0:
+        add("importance", title, missing=pinned(()), complete=True)
     else:
         panels.extend(_importance_panels(study, report, where, more_trials))
 
-    title = "Contour: lr × momentum"
-    reason = _contour_missing(study, CONTOUR)
-    if pinned_params:
-        panels.append(pinned("contour", title, pinned_params))
-    elif reason is None:
-        panels.append(panel("contour", title, lambda: ov.plot_contour(
-            study, params=list(CONTOUR), target=target, target_name=value_name)))
-    else:
-        panels.append(Panel("contour", title, missing=f"{reason}: {more_trials}"))
-
-    title = "Slice plots"
-    if nothing_searched:
-        panels.append(pinned("slice", title, (), wide=True))
-    elif n_complete:
-        panels.append(panel("slice", title, lambda: ov.plot_slice(
-            study, target=target, target_name=value_name), wide=True))
-    else:
-        panels.append(no_complete("slice", title, wide=True))
+    reason = _contour_missing(study, CONTOUR) if n_complete else None
+    add("contour", "Contour: lr × momentum",
+        lambda: ov.plot_contour(study, params=list(CONTOUR), **first),
+        missing=pinned(pinned_params) or (reason and f"{reason}: {more_trials}"),
+        complete=True)  # fmt: skip
+    add("slice", "Slice plots", lambda: ov.plot_slice(study, **first), missing=pinned(()),
+        complete=True, wide=True)
 
     title = "Timeline"
     if report.populations:
-        panels.append(panel(
-            "timeline", title, lambda: _population_timeline(report), wide=True,
+        add("timeline", title, lambda: _population_timeline(report), wide=True,
             caption="Trials in a box trained together as one population (--population); "
-            "the box is labelled with its id.",
-        ))
-    elif report.counts.total:
-        panels.append(panel("timeline", title, lambda: ov.plot_timeline(study), wide=True))
+            "the box is labelled with its id.")  # fmt: skip
     else:
-        panels.append(Panel("timeline", title, missing=f"no trials yet: {more_trials}",
-                            wide=True))
-    if n_complete == 0:
-        # One note instead of a wall of identical ones; keep what still drew.
-        needing, kept = [], []
-        for p in panels:
-            waits = (p.figure is None and p.key.split("-")[0] in NEED_COMPLETE
-                     and p not in pinned_panels)
-            (needing if waits else kept).append(p)
-        titles = ", ".join(p.title.split(" (")[0].lower() for p in needing)
-        note = Panel("need-complete", "Figures of complete trials", wide=True,
-                     missing=f"{titles}: these need complete trials and the study has none "
-                     f"yet: {more_trials}")
-        return [note, *kept]
-    return panels
-
-
-def _first_objective(trial: FrozenTrial) -> float:
-    return trial.values[0]
+        add("timeline", title, lambda: ov.plot_timeline(study), wide=True,
+            missing=None if report.counts.total else f"no trials yet: {more_trials}")
+    if not waiting:
+        return panels
+    # One note instead of a wall of identical ones; keep what still drew.
+    titles = ", ".join(t.split(" (")[0].lower() for t in waiting)
+    note = Panel("need-complete", "Figures of complete trials", wide=True,
+                 missing=f"{titles}: these need complete trials and the study has none yet: "
+                 f"{more_trials}")  # fmt: skip
+    return [note, *panels]
 
 
 def _confirmation(report: StudyReport) -> go.Figure:
-    confirmation = report.confirmation
-    assert confirmation is not None
-    figure = go.Figure()
-    configs = [c for c in confirmation.configs if c.val is not None]  # not all diverged
+    assert report.confirmation is not None
+    configs = [c for c in report.confirmation.configs if c.val is not None]  # not all diverged
     labels = [f"trial {c.trial}" for c in configs]
+    figure = go.Figure()
     for label, c in zip(labels, configs, strict=True):
         figure.add_trace(go.Scatter(
             x=[label] * len(c.val_values), y=list(c.val_values), mode="markers",
@@ -197,34 +143,44 @@ def _confirmation(report: StudyReport) -> go.Figure:
             hovertemplate="%{y:.2%}<extra>one seed</extra>",
         ))  # fmt: skip
     means = [c.val.mean for c in configs]
-    low = [c.val.mean - (c.val.interval or (c.val.mean, 0))[0] for c in configs]
-    high = [(c.val.interval or (0, c.val.mean))[1] - c.val.mean for c in configs]
+    intervals = [c.val.interval or Interval(c.val.mean, c.val.mean) for c in configs]
     figure.add_trace(go.Scatter(
         x=labels, y=means, mode="markers", name="confirmed mean (95 % interval)",
         marker={"color": "black", "symbol": "line-ew-open", "size": 22, "line": {"width": 2}},
-        error_y={"type": "data", "symmetric": False, "array": high, "arrayminus": low},
-        hovertemplate="mean %{y:.2%}<extra></extra>",
+        error_y=_error_bars(means, intervals), hovertemplate="mean %{y:.2%}<extra></extra>",
     ))  # fmt: skip
     search = [c.search_val for c in configs]
-    bounds = [wilson(c.search_val, c.n_val) if c.n_val else None for c in configs]
+    bounds = [wilson(c.search_val, c.n_val) if c.n_val else Interval(c.search_val, c.search_val)
+              for c in configs]  # fmt: skip
     figure.add_trace(go.Scatter(
         x=labels, y=search, mode="markers", name="the search's single run",
         marker={"color": PRUNED_COLOR, "symbol": "diamond", "size": 10},
-        error_y={
-            "type": "data", "symmetric": False,
-            "array": [b[1] - v if b else 0 for b, v in zip(bounds, search, strict=True)],
-            "arrayminus": [v - b[0] if b else 0 for b, v in zip(bounds, search, strict=True)],
-            "color": PRUNED_COLOR, "thickness": 1,
-        },
+        error_y={**_error_bars(search, bounds), "color": PRUNED_COLOR, "thickness": 1},
         hovertemplate="search %{y:.2%}<extra></extra>",
     ))  # fmt: skip
+    shown = [v for c in configs for v in c.val_values] + [v for i in intervals + bounds for v in i]
     figure.update_layout(
         xaxis_title="configuration (the search trial that proposed it)",
-        yaxis_title="val accuracy",
-        yaxis_tickformat=".1%",
+        yaxis={"title": "val accuracy", "tickformat": ".1%", "range": accuracy_range(shown)},
         scattermode="group",
     )
     return figure
+
+
+def _error_bars(values: list[float], intervals: list[Interval]) -> dict[str, Any]:
+    return {"type": "data", "symmetric": False,
+            "array": [i.high - v for v, i in zip(values, intervals, strict=True)],
+            "arrayminus": [v - i.low for v, i in zip(values, intervals, strict=True)]}  # fmt: skip
+
+
+def accuracy_range(values: Sequence[float]) -> list[float] | None:
+    """A y range zoomed to ``values`` (accuracies: seeds, means, intervals) with a margin,
+    inside [0, 1], so that seeds a point apart do not sit on one line of a 0-100 % axis."""
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    margin = max((high - low) * 0.15, 0.005)
+    return [max(low - margin, 0.0), min(high + margin, 1.0)]
 
 
 def _learning_curves(report: StudyReport) -> go.Figure:
@@ -240,7 +196,7 @@ def _learning_curves(report: StudyReport) -> go.Figure:
             marker={"maxdisplayed": 10, **grey},
             text=[f"trial {number}, epoch {format_epochs(e)} (step {s})" for e, s in zip(
                 curve["epoch"], curve["step"], strict=True)],
-            hovertemplate="%{text}<br>val acc %{y:.4f}<extra></extra>",
+            hovertemplate="%{text}<br>val acc %{y:.2%}<extra></extra>",
         ))
     pruned = curves[curves["state"] == "pruned"]
     last = pruned.sort_values("step").groupby("trial").tail(1)
@@ -255,8 +211,8 @@ def _learning_curves(report: StudyReport) -> go.Figure:
     if report.max_epochs:
         figure.add_vline(x=report.max_epochs, line={"color": "#bbbbbb", "dash": "dash"},
                          annotation_text="max_epochs", annotation_position="top left")
-    figure.update_layout(xaxis={"title": "epoch", "dtick": 1}, yaxis_title="val accuracy",
-                         showlegend=False)
+    figure.update_layout(xaxis={"title": "epoch", "dtick": 1}, showlegend=False,
+                         yaxis={"title": "val accuracy", "tickformat": ".1%"})
     return figure
 
 
@@ -331,13 +287,13 @@ def _throughput(report: StudyReport) -> go.Figure:
             marker={"color": color, "symbol": symbol, "size": 9, "opacity": 0.8},
             text=[f"trial {n}<br>{p}" for n, p in zip(some["trial"], some["params"],
                                                        strict=True)],
-            hovertemplate="%{text}<br>%{x:,.0f} img/s<br>val acc %{y:.4f}<extra></extra>",
+            hovertemplate="%{text}<br>%{x:,.0f} img/s<br>val acc %{y:.2%}<extra></extra>",
         ))
     speeds = points["images_per_second"]
     log_x = speeds.min() > 0 and speeds.max() / speeds.min() > 20
     figure.update_layout(
         xaxis={"title": "training throughput (img/s)", "type": "log" if log_x else "linear"},
-        yaxis={"title": "val accuracy"},
+        yaxis={"title": "val accuracy", "tickformat": ".1%"},
     )
     return figure
 
@@ -397,36 +353,14 @@ def _contour_missing(study: optuna.Study, params: tuple[str, str]) -> str | None
     return None
 
 
-def _pinned(study: optuna.Study, names: Sequence[str]) -> list[str]:
-    """Those of ``names`` the study did not search, by its finished trials (which asked for
-    every searched parameter): a pinned parameter is in none of their params, or has a
-    distribution of one value. A study with no finished trial yet shows nothing pinned."""
+def _searched(study: optuna.Study) -> set[str] | None:
+    """The parameters the study searched, by its finished trials (which asked for every searched
+    parameter): a pinned one is in none of their params, or has a distribution of one value.
+    None before any trial finished: nothing is known to be pinned yet."""
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     if not finished:
-        return []
-    searched = {
-        name
-        for trial in finished
-        for name, dist in trial.distributions.items()
-        if not _single_valued(dist)
-    }
-    return [name for name in names if name not in searched]
-
-
-def _nothing_searched(study: optuna.Study) -> bool:
-    """True when finished trials show the study searched no parameter at all."""
-    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    return bool(finished) and not any(
-        not _single_valued(dist) for t in finished for dist in t.distributions.values()
-    )
-
-
-def _single_valued(dist: BaseDistribution) -> bool:
-    if isinstance(dist, CategoricalDistribution):
-        return len(dist.choices) == 1
-    if isinstance(dist, FloatDistribution | IntDistribution):
-        return dist.low == dist.high
-    return False
+        return None
+    return {name for t in finished for name, dist in t.distributions.items() if not dist.single()}
 
 
 def _pinned_note(report: StudyReport, names: Sequence[str]) -> str:

@@ -78,21 +78,16 @@ def stored_records(user_attrs: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
 def _well_formed(record: Any) -> bool:
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         return False
-    if not isinstance(record.get("trial"), int) or not _number(record.get("search_val")):
-        return False
-    if not _number(record.get("seconds")):
+    numbers = [record.get(k) for k in ("search_val", "seconds")]
+    if not isinstance(record.get("trial"), int) or None in map(rec.as_number, numbers):
         return False
     lists = [record.get(k) for k in ("seeds", "val", "test", "weights", "diverged")]
     if not all(isinstance(x, list) for x in lists):
         return False
     seeds, val, test, weights, _ = lists
     return len(seeds) == len(val) == len(test) == len(weights) and all(
-        v is None or _number(v) for v in val + test
+        v is None or rec.as_number(v) is not None for v in val + test
     )
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def extract_confirmation(
@@ -132,23 +127,15 @@ def _confirmed(record: dict[str, Any]) -> ConfirmedConfig:
         trial=int(record["trial"]),
         config=dict(record["config"]),
         search_val=float(record["search_val"]),
-        search_test=_float(record.get("search_test")),
+        search_test=rec.as_number(record.get("search_test")),
         seeds=tuple(int(s) for s in record["seeds"]),
         val=seed_spread(val) if val else None,
         test=seed_spread(test) if test else None,
         val_values=tuple(val),
         test_values=tuple(test),
-        n_val=_int(record.get("n_val")),
-        n_test=_int(record.get("n_test")),
+        n_val=rec.as_int(record.get("n_val")),
+        n_test=rec.as_int(record.get("n_test")),
         seconds=float(record["seconds"]),
         weights=tuple(str(w) for w in record["weights"] if w),
         diverged=tuple(int(s) for s in record["diverged"]),
     )
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) else None
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) else None

@@ -1,5 +1,5 @@
 """95 % intervals for accuracies: ``wilson`` for one accuracy measured on n images, ``seed_spread``
-for the mean of one configuration's accuracies over several seeds.
+for the mean of one configuration's accuracies over several seeds; and their text.
 
 On the offline default set the validation split has 400 images, so one image is 0.25 % and a
 single accuracy of 97.25 % is only known to within about ±1.6 %: every accuracy the summary
@@ -12,6 +12,8 @@ import math
 import statistics
 from collections.abc import Sequence
 from typing import NamedTuple
+
+from studies.trial_record import as_number
 
 Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
 
@@ -62,20 +64,41 @@ def seed_spread(values: Sequence[float]) -> Spread:
 
 
 def t_quantile_975(df: int) -> float:
-    """Student's t 97.5 % quantile for ``df`` degrees of freedom (scipy, imported on use)."""
-    from scipy.stats import t  # here: scipy.stats takes ~0.3 s to import
+    """Student's t 97.5 % quantile for ``df`` degrees of freedom: the t with P(|T| <= t) = 0.95,
+    found by bisection on the exact distribution function (no scipy)."""
+    if df < 1:
+        raise ValueError(f"t_quantile_975 needs df >= 1, got {df=}")
+    low, high = 0.0, 16.0  # t(0.975, 1) = 12.706, the largest of all df
+    for _ in range(60):  # 16 / 2**60: far below a float's precision at these sizes
+        middle = (low + high) / 2
+        low, high = (middle, high) if _t_within(middle, df) < 0.95 else (low, middle)
+    return (low + high) / 2
 
-    return float(t.ppf(0.975, df))
+
+def _t_within(t: float, df: int) -> float:
+    """P(|T| <= t) for Student's t with integer ``df`` (Abramowitz & Stegun 26.7.3 and 26.7.4)."""
+    theta = math.atan(t / math.sqrt(df))
+    cos2 = math.cos(theta) ** 2
+    term = total = 1.0
+    if df % 2 == 0:  # sin θ (1 + 1/2 cos²θ + 1·3/(2·4) cos⁴θ + ... up to cos^(df-2)θ)
+        for k in range(1, df // 2):
+            term *= cos2 * (2 * k - 1) / (2 * k)
+            total += term
+        return math.sin(theta) * total
+    for k in range(1, (df - 1) // 2):  # 2/π (θ + sin θ cos θ (1 + 2/3 cos²θ + ...))
+        term *= cos2 * (2 * k) / (2 * k + 1)
+        total += term
+    series = math.sin(theta) * math.cos(theta) * total if df > 1 else 0.0
+    return 2 / math.pi * (theta + series)
 
 
 def wilson_text(accuracy: object, n: object) -> str | None:
     """``95.1%–98.5%``: the Wilson interval of an accuracy on n images; None when either is
     unknown."""
-    if not isinstance(accuracy, float | int) or isinstance(accuracy, bool) or math.isnan(accuracy):
+    accuracy = as_number(accuracy)
+    if accuracy is None or not isinstance(n, int) or isinstance(n, bool) or n <= 0:
         return None
-    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-        return None
-    low, high = wilson(float(accuracy), n)
+    low, high = wilson(accuracy, n)
     return f"{low:.1%}–{high:.1%}"
 
 
@@ -91,8 +114,8 @@ def format_accuracy(accuracy: float | None, n: int | None) -> str:
 
 
 def format_spread(spread: Spread) -> str:
-    """``97.17 % ± 0.29 (95 % 96.4–97.9, 3 seeds)``: the mean over seeds, its standard deviation
-    in points and its interval."""
+    """``97.17% ± 0.29 (96.4%–97.9%, 3 seeds)``: the mean over seeds, its standard deviation in
+    points and its interval."""
     if spread.interval is None or spread.sd is None:
         return f"{spread.mean:.2%} (1 seed)"
     low, high = spread.interval

@@ -1,10 +1,14 @@
 """The trial record: names of the attributes the search writes on each trial and study, which
-the report, the summary and the tests read back. Defined once, here, torch-free.
+the report, the summary and the tests read back, and how a stored number reads back. Defined
+once, here, torch-free.
 
 Trial user attributes (``trial.user_attrs[NAME]``):
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 # -- what the objective records about training
 CONFIG = "config"  # the whole TrainConfig as a dict, pinned values included
@@ -47,3 +51,24 @@ ARTIFACT_STORE = "artifact_store"  # the folder of the artifact store (absolute 
 # CONFIRMED_PREFIX + the number of the search trial that proposed it, and the settings
 CONFIRMED_PREFIX = "confirmed:"
 CONFIRM_SETTINGS = "confirm"  # {"top", "asked", "seeds", "auto", "search_seconds"}
+
+
+def as_number(value: Any) -> float | None:
+    """A stored number as a float; None for anything else (text, bools, NaN, infinities)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def as_int(value: Any) -> int | None:
+    number = as_number(value)
+    return None if number is None else int(number)
+
+
+def as_epochs(value: Any) -> float | None:
+    """A count of epochs, to 4 decimals (as the objective records it); int when whole."""
+    number = as_number(value)
+    if number is None:
+        return None
+    number = round(number, 4)
+    return int(number) if number.is_integer() else number

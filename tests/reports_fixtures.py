@@ -2,7 +2,7 @@
 
 Trials are written with fixed timestamps and values (no training), shaped like the ones
 `search/objective.py` records: the parameters and their distributions come from the search's
-real default space, the attribute names from the trial record (reports/trial_record.py).
+real default space, the attribute names from the trial record (studies/trial_record.py).
 """
 
 from __future__ import annotations

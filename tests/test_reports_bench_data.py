@@ -8,16 +8,8 @@ from pathlib import Path
 import pytest
 
 from reports.bench_figures import population_panels
-from studies.bench_data import (
-    case_label,
-    data_path_table,
-    headline,
-    load_benchmarks,
-    machine_rows,
-    machine_summary,
-    population_table,
-    speedup_table,
-)
+from studies.bench_data import case_label, load_benchmarks, machine_rows, machine_summary
+from studies.bench_tables import data_path_table, headline, population_table, speedup_table
 from tests.reports_fixtures import START, bench_case, run_document, write_benchmarks
 
 

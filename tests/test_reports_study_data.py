@@ -15,21 +15,18 @@ from optuna.trial import TrialState, create_trial
 from mnistcore.cli import add_config_arguments, config_from_args
 from mnistcore.config import TrainConfig
 from studies import trial_record as rec
+from studies.formatting import MACHINE_DEFAULTS, format_epochs, percent, train_command
+from studies.intervals import t_quantile_975
 from studies.study_data import (
-    MACHINE_DEFAULTS,
     extract_study,
-    format_epochs,
-    learning_curves,
     pareto_numbers,
     pruning_ledger,
-    shared_populations,
     slugify,
     steps_per_epoch,
     study_report,
-    timeline_rows,
-    train_command,
     trial_counts,
 )
+from studies.study_tables import learning_curves, shared_populations, timeline_rows
 from tests.reports_fixtures import (
     MAX_EPOCHS,
     PLAN,
@@ -96,7 +93,11 @@ def test_trials_table_is_best_first_with_unfinished_last(storage):
     finished = [v for v in values if not math.isnan(v)]
     assert finished == sorted(finished, reverse=True)
     assert values[: len(finished)] == finished  # pruned and failed rows after them
-    assert {"param lr", "param momentum", "test_accuracy", "fail_reason"} <= set(table.columns)
+    assert {"param lr", "param momentum", "test accuracy", "fail reason"} <= set(table.columns)
+    # Headers are words, not the record's attribute names (test_accuracy, images_per_second).
+    headers = [c for c in table.columns if not c.startswith("param ")]
+    assert not [c for c in headers if "_" in c], headers
+    assert {"img/s", "best epoch", "epochs run", "seconds"} <= set(headers)
     assert table.loc[0, "trial"] == report.best.number
 
 
@@ -125,7 +126,7 @@ def test_two_objective_study(storage):
     # Our Pareto front is Optuna's.
     numbers = pareto_numbers(study.get_trials(), study.directions)
     assert sorted(numbers) == sorted(t.number for t in study.best_trials)
-    assert report.pareto_size == len(numbers) >= 2
+    assert len(report.front) == len(numbers) >= 2
     # The best trial is the most accurate one, whatever its speed.
     assert report.best.values[0] == max(t.values[0] for t in study.best_trials)
     assert report.best.images_per_second is not None
@@ -238,8 +239,8 @@ def test_fractional_epochs_stay_fractional(storage):
     report = study_report(make_population_study(storage))
     table = report.trials.set_index("trial")
     # Read as recorded, not truncated to 0.
-    assert table.loc[1, "epochs_run"] == 0.1111 and table.loc[2, "best_epoch"] == 0.3333
-    assert table.loc[0, "epochs_run"] == 2
+    assert table.loc[1, "epochs run"] == 0.1111 and table.loc[2, "best epoch"] == 0.3333
+    assert table.loc[0, "epochs run"] == 2
     assert report.best.epochs_run == 2 and isinstance(report.best.epochs_run, int)
 
 
@@ -258,11 +259,11 @@ def test_learning_curves_have_an_epoch_column(storage):
 
 def test_trials_table_shows_populations(storage):
     table = study_report(make_population_study(storage)).trials.set_index("trial")
-    assert table.loc[7, "population_id"] == "gpu-box-101-4"
-    assert table.loc[7, "population_member"] == 2
+    assert table.loc[7, "population"] == "gpu-box-101-4"
+    assert table.loc[7, "member"] == 2
     # Studies from before populations have no such columns (nothing recorded: dropped).
     old = study_report(make_single_objective(optuna.storages.InMemoryStorage())).trials
-    assert not {"population_id", "population_member"} & set(old.columns)
+    assert not {"population", "member"} & set(old.columns)
 
 
 def test_shared_populations_group_trials_trained_together(storage):
@@ -334,10 +335,11 @@ def test_train_command_keeps_machine_fields_that_are_not_default():
         lr=1e-05, device="cuda", threads=4, channels_last=False, precision="bf16", batch_norm=True
     ).to_dict()
     command = train_command(config)
-    assert "--lr 1e-05 " in command and "--batch-norm " in command
-    assert "--device cuda --dataset mnist --precision bf16 --no-channels-last --threads 4" in (
-        command
-    )
+    words = shlex.split(command)
+    assert "--batch-norm" in words and words[words.index("--lr") + 1] == "1e-05"
+    for flag, value in (("--device", "cuda"), ("--precision", "bf16"), ("--threads", "4")):
+        assert words[words.index(flag) + 1] == value
+    assert "--no-channels-last" in words
     assert _rerun(command) == TrainConfig(**config)
     with pytest.raises(ValueError, match="config={}"):
         train_command({})
@@ -347,3 +349,40 @@ def test_machine_defaults_are_train_configs():
     # The report keeps them as literals (it imports nothing of mnistcore but its errors).
     defaults = dataclasses.asdict(TrainConfig())
     assert {name: defaults[name] for name in MACHINE_DEFAULTS} == MACHINE_DEFAULTS
+
+
+def test_best_epoch_carries_the_value_it_reported():
+    # The value of a trial is its last epoch's; its best epoch may be an earlier one.
+    trial = create_trial(
+        value=0.90,
+        intermediate_values={1: 0.85, 2: 0.93, 3: 0.90},
+        user_attrs={rec.BEST_EPOCH: 2, rec.EPOCHS_RUN: 3},
+    )
+    best = extract_study(
+        name="s", directions=[StudyDirection.MAXIMIZE], user_attrs={}, trials=[trial]
+    ).best
+    assert (best.values[0], best.epochs_run) == (0.90, 3)
+    assert (best.best_epoch, best.best_epoch_value) == (2, 0.93)
+    # Within-epoch reports (9 steps an epoch): the best epoch's value is at its step.
+    fine = create_trial(value=0.8, intermediate_values={3: 0.82, 9: 0.8}, user_attrs={
+        rec.BEST_EPOCH: 0.3333, rec.EPOCHS_RUN: 1})  # fmt: skip
+    best = extract_study(name="s", directions=[StudyDirection.MAXIMIZE], trials=[fine],
+                         user_attrs={rec.STEPS_PER_EPOCH: 9}).best  # fmt: skip
+    assert best.best_epoch_value == 0.82
+
+
+def test_accuracies_print_as_percentages():
+    assert [percent(0.96), percent(0.9725), percent(None), percent(math.nan)] == [
+        "96.00%", "97.25%", "–", "–",
+    ]  # fmt: skip
+    assert percent(0.25, 0) == "25%"
+
+
+def test_t_quantile_without_scipy():
+    # Student's t 97.5 % quantiles, as tables print them
+    known = {1: 12.706, 2: 4.303, 4: 2.776, 30: 2.042}
+    assert {df: round(t_quantile_975(df), 3) for df in known} == known
+    # many degrees of freedom: the normal's 1.96
+    assert t_quantile_975(100_000) == pytest.approx(1.95996, abs=1e-4)
+    with pytest.raises(ValueError, match="df=0"):
+        t_quantile_975(0)

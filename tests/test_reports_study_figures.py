@@ -9,7 +9,7 @@ from optuna.trial import TrialState, create_trial
 
 from reports.study_figures import study_panels
 from studies.study_data import study_report
-from tests.reports_fixtures import make_population_study, make_single_objective
+from tests.reports_fixtures import add_confirmation, make_population_study, make_single_objective
 
 MORE_TRIALS = "run more trials of this study"
 LR = FloatDistribution(0.01, 0.5, log=True)
@@ -118,3 +118,22 @@ def test_timeline_without_populations_is_optunas():
     timeline = _figures(make_single_objective(optuna.storages.InMemoryStorage()))["timeline"]
     assert not timeline.layout.shapes and not timeline.layout.annotations
     assert [t.name for t in timeline.data] == ["COMPLETE", "FAIL", "PRUNED"]
+
+
+def test_confirmation_figure_zooms_to_the_data():
+    study = make_single_objective(optuna.storages.InMemoryStorage())
+    add_confirmation(study)
+    figure = _figures(study)["confirmation"]
+    low, high = figure.layout.yaxis.range
+    drawn = [y for trace in figure.data for y in trace.y]
+    # seeds, means and search values (about a point apart) fill the axis, not 0-100 %
+    assert 0 < low <= min(drawn) and max(drawn) <= high < 1
+    assert high - low < 0.1 and figure.layout.yaxis.tickformat == ".1%"
+
+
+def test_accuracies_in_our_figures_are_percentages():
+    figures = _figures(make_population_study(optuna.storages.InMemoryStorage()))
+    for key in ("intermediate", "throughput"):
+        assert figures[key].layout.yaxis.tickformat == ".1%", key
+        hovers = [t.hovertemplate for t in figures[key].data if t.hovertemplate]
+        assert hovers and all("%{y:.2%}" in h for h in hovers), key

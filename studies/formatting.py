@@ -1,0 +1,79 @@
+"""Numbers and commands as text, one way per kind of value, for the summary and the report.
+
+Accuracies and shares are percentages (``96.00%``; with their split size and interval in
+``studies.intervals``), epochs drop ``.00`` when whole, a missing value is ``–``.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from typing import Any
+
+# TrainConfig's defaults of the fields that describe the machine rather than the network
+# (mnistcore/config.py; a test checks they agree): `train_command` leaves them out when
+# default, so the command runs anywhere. Literals: this package imports no torch.
+MACHINE_DEFAULTS: dict[str, Any] = {"device": "auto", "threads": 0, "channels_last": True,
+                                    "precision": "auto"}  # fmt: skip
+
+
+def train_command(config: dict[str, Any]) -> str:
+    """The `python -m mnistcore ...` line that trains ``config`` (a TrainConfig as a dict, as a
+    trial's `config` attribute holds it) again: every field in its order, booleans as
+    `--batch-norm` / `--no-batch-norm`, machine fields (MACHINE_DEFAULTS) only when not default.
+    """
+    if not config:
+        raise ValueError(f"train_command needs a recorded configuration, got {config=}")
+    words = ["python", "-m", "mnistcore"]
+    for name, value in config.items():
+        if value is None or (name in MACHINE_DEFAULTS and value == MACHINE_DEFAULTS[name]):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag.removeprefix("--"))
+        else:  # repr: the shortest text that reads back as the same float
+            words += [flag, repr(value) if isinstance(value, float) else str(value)]
+    return shlex.join(words)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def format_epochs(epochs: float | None) -> str:
+    """Epochs: "13" when whole (at 2 decimals), else "0.33"; None (or NaN) is "–"."""
+    return "–" if _missing(epochs) else f"{float(epochs):.2f}".removesuffix(".00")
+
+
+def percent(value: float | None, decimals: int = 2) -> str:
+    """An accuracy (``96.00%``) or, with ``decimals=0``, a share (``25%``)."""
+    return "–" if _missing(value) else f"{value:.{decimals}%}"
+
+
+def format_images_per_second(value: float | None) -> str:
+    return "–" if _missing(value) else f"{value:,.0f}"
+
+
+def format_ratio(value: float | None) -> str:
+    return "–" if _missing(value) else f"{value:.1f}×"
+
+
+def format_value(value: Any) -> str:
+    """A parameter's value: floats to 4 significant digits, tiny or huge ones as 1.00e-05."""
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5):
+        return f"{value:.2e}"
+    return f"{value:.4g}"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
