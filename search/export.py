@@ -31,9 +31,10 @@ from mnistcore.cli import OneLineParser, run_main, setup_logging
 from search.artifacts import default_artifact_dir
 from studies import trial_record as rec
 from studies.confirmation import extract_confirmation, stored_records
+from studies.formatting import MACHINE_DEFAULTS
 from studies.intervals import format_accuracy, format_spread
 from studies.storage import DEFAULT_JOURNAL, read_storage
-from studies.study_data import MACHINE_DEFAULTS, best_trial, slugify
+from studies.study_data import best_trial, slugify
 
 log = logging.getLogger("search")
 
