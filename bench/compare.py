@@ -1,6 +1,7 @@
 """The regression gate: compare a benchmark run with a baseline, case by case, over the rounds.
 
     python -m bench.compare BASELINE NEW.json [--threshold 25%] [--alpha 0.05] [--all]
+                                              [--failed-ids FILE]
     python -m bench.compare BASELINE     # only check that BASELINE is usable (make bench-compare)
 
 A case regressed when its median seconds per call is more than ``threshold`` above the
@@ -26,23 +27,15 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, NoReturn
+from typing import NamedTuple
 
+from mnistcore.cli import OneLineParser
 from studies.bench_data import read_run
 
 USAGE = (
     "usage: python -m bench.compare BASELINE [NEW.json] [--threshold 25%] [--alpha 0.05] "
     "[--all] [--failed-ids FILE]"
 )
-HELP = f"""{USAGE}
-
-Fail (exit 1) when a case's median is more than --threshold slower than in BASELINE and a
-one-sided exact Mann-Whitney U test over the rounds says slower at --alpha. BASELINE: a
-pytest-benchmark JSON file, or a folder such as .benchmarks (its latest run for this machine).
---all lists every case, not only those slower than the threshold. --failed-ids FILE writes the
-regressed cases' pytest node ids to FILE. Without NEW.json: check that BASELINE is a usable run
-(exit 0) or say why not (exit 2)."""
-
 REGRESSED = "REGRESSED"
 NOT_SIGNIFICANT = "not significant"  # slower than the threshold, but the rounds overlap
 TOO_FEW_ROUNDS = "too few rounds"
@@ -267,41 +260,29 @@ def _alpha(text: str) -> float:
     return value
 
 
-class Args(NamedTuple):
-    baseline: Path  # a JSON file, or a folder: its latest run for this machine
-    new: Path | None  # None: only check the baseline
-    threshold: float  # 0.25: a median more than 25 % slower
-    alpha: float
-    show_all: bool
-    failed_ids: Path | None  # where to write the regressed cases' node ids, one a line
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
-        raise UsageError(f"{message}; {USAGE}")
-
-
-def parse(argv: list[str]) -> Args:
-    parser = _Parser(prog="python -m bench.compare", add_help=False)
+def parse(argv: list[str]) -> argparse.Namespace:
+    """baseline (a JSON file, or a folder: its latest run for this machine), new (None: only
+    check the baseline), threshold (0.25: 25 % slower), alpha, show_all, failed_ids."""
+    parser = OneLineParser(prog="python -m bench.compare", add_help=False)
     parser.add_argument("paths", nargs="+", type=Path)
     parser.add_argument("--threshold", type=_fraction, default=0.25)
     parser.add_argument("--alpha", type=_alpha, default=0.05)
     parser.add_argument("--all", action="store_true", dest="show_all")
     parser.add_argument("--failed-ids", type=Path)
-    ns = parser.parse_intermixed_args(argv)
-    if len(ns.paths) > 2:
+    args = parser.parse_intermixed_args(argv)
+    if len(args.paths) > 2:
         raise UsageError(USAGE)
-    base, new = ns.paths[0], ns.paths[1] if len(ns.paths) == 2 else None
-    if not base.exists():
-        raise UsageError(f"no such baseline: {base} (run make bench first)")
-    if new is not None and not new.is_file():
-        raise UsageError(f"no such benchmark JSON: {new}")
-    return Args(base, new, ns.threshold, ns.alpha, ns.show_all, ns.failed_ids)
+    args.baseline, args.new = args.paths[0], args.paths[1] if len(args.paths) == 2 else None
+    if not args.baseline.exists():
+        raise UsageError(f"no such baseline: {args.baseline} (run make bench first)")
+    if args.new is not None and not args.new.is_file():
+        raise UsageError(f"no such benchmark JSON: {args.new}")
+    return args
 
 
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
-        print(HELP)
+        print(__doc__)
         return 0
     try:
         args = parse(argv)

@@ -1,13 +1,11 @@
-"""Fixtures, options and hooks of the benchmark suites.
+"""Options, fixtures and hooks of the benchmark suites.
 
-Options: ``--quick`` (a short run of the cases marked ``quick``) and ``--bench-data`` (which IDX
-files the data-path suite reads). The machine-info hook stamps torch, CUDA and GPU facts into
-the saved JSON. The seed -> mnistcore data-path ratios are computed once every benchmark has
-finished, from their ``extra_info`` (so the order the cases ran in does not matter): into the
-saved JSON (``speedup_vs_seed``) and the terminal summary; so are the population -> single-model
-ratios (``speedup_vs_single``), and the time-to-accuracy ratios to the tutorial recipe
-(``bench/time_to_accuracy.py``). ``--tta-target``, ``--tta-seeds`` and ``--tta-threads`` set up the
-time-to-accuracy cases.
+``--quick`` runs the cases marked ``quick`` with fewer rounds; ``--bench-data`` picks the IDX
+files of the data-path suite; ``--tta-*`` set up the time-to-accuracy cases. The machine-info
+hook stamps torch, CUDA and GPU facts into the saved JSON. The ratios within one run (seed ->
+mnistcore data path, population -> single model, time to accuracy vs the tutorial recipe) are
+computed once every case has finished, from their ``extra_info``, whatever order they ran in:
+into the saved JSON and the terminal summary.
 """
 
 from __future__ import annotations
@@ -18,8 +16,8 @@ import pytest
 import torch
 
 from bench.data_files import DataFiles, fashion_mnist, synthetic_idx
-from bench.time_to_accuracy import add_tta_speedups, tta_lines
-from bench.timing import Budget, add_speedups, population_lines, speedup_lines
+from bench.ratios import add_speedups, population_lines, speedup_lines, tta_lines
+from bench.timing import Budget
 from bench.workloads import epoch_subset
 from mnistcore import Dataset, available_cores, configure_threads, device_name, load_dataset
 
@@ -33,7 +31,9 @@ FINISHED = pytest.StashKey[list[dict]]()
 TARGETS = {"data_batch": 20.0, "data_epoch": 3.5}  # the issue's goals on the 2-core CPU
 # (preset, K) -> the population's goal over K single-model steps on the 2-core CPU
 POPULATION_TARGETS = {("study", 8): 1.3, ("seed", 16): 1.6}
-POPULATION_TRAIN = 4096  # resident training images of the population suite: 32 batches of 128
+# training images resident on the device for the train-step and population cases: 16 batches
+# of 1024, so even the largest batch checks its loss at an epoch's end only every 16 steps
+RESIDENT_TRAIN = 16384
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -91,8 +91,6 @@ def _positive(text: str) -> int:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "quick: part of the short run selected by --quick")
-    config.addinivalue_line("markers", "cuda: needs a CUDA GPU")
     config.stash[FINISHED] = []
 
 
@@ -158,7 +156,6 @@ def pytest_benchmark_update_json(output_json: dict) -> None:
     # the JSON's own extra_info, so a saved run's ratios always match its saved img/s
     infos = [bench.setdefault("extra_info", {}) for bench in output_json["benchmarks"]]
     add_speedups(infos)
-    add_tta_speedups(infos)
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
@@ -221,8 +218,8 @@ def mnistcore_dataset(data_files: DataFiles) -> Dataset:
 
 
 @pytest.fixture(scope="session")
-def population_data() -> Dataset:
-    """mnistcore's synthetic digits cut to POPULATION_TRAIN training images (whole batches of
-    64 and 128, so every call trains exactly its images); moved to each device on first use."""
-    data = load_dataset("synthetic", synthetic_size=POPULATION_TRAIN * 10 // 9 + 64)
-    return epoch_subset(data, POPULATION_TRAIN)
+def resident_data() -> Dataset:
+    """mnistcore's synthetic digits cut to RESIDENT_TRAIN training images (whole batches of
+    64 to 1024, so every call trains exactly its images); moved to each device on first use."""
+    data = load_dataset("synthetic", synthetic_size=RESIDENT_TRAIN * 10 // 9 + 64)
+    return epoch_subset(data, RESIDENT_TRAIN)

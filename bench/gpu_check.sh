@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On a CUDA machine, in one go (under 5 minutes): the CUDA tests, the CUDA benchmarks and their
-# table, a short CUDA study; the population benchmarks and study once they exist.
+# table, a short CUDA study, the population benchmarks and a population study, time to accuracy.
 #
 #   bench/gpu_check.sh OUTDIR
 #
@@ -17,10 +17,10 @@
 #               they need that GPU images lack): installed first into a temporary folder that
 #               PYTHONPATH then names for every later step
 #   CPU_JSON    a CPU run's saved benchmark JSON: the tables then show CUDA / CPU speed-ups
-#   BENCH_ARGS  extra pytest arguments for the benchmarks; default --quick: 11 CUDA benchmarks
-#               (6 train-step, 1 inference, 4 data-path), estimated under a minute. BENCH_ARGS=
-#               runs all 57 (50, 3, 4; 10 rounds each), estimated 2-3 minutes: more than the
-#               step's 120 s, so it is stopped there and the table shows the cases that finished
+#   BENCH_ARGS  extra pytest arguments for the benchmarks; default --quick: 9 CUDA benchmarks
+#               (4 train-step, 1 inference, 4 data-path), estimated under a minute. BENCH_ARGS=
+#               runs all 55 (48, 3, 4; 10 rounds each) and the time-to-accuracy cases, more than
+#               the step's 120 s, so it is stopped there and the table shows the cases that finished
 #   POPULATION_ARGS  the population study's option(s) (default --population 16)
 #
 # Every step runs under `timeout`, which sends SIGINT first (pytest then still writes the JSON

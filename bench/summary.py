@@ -16,10 +16,7 @@ from typing import NamedTuple
 from studies.bench_data import read_run
 
 USAGE = "usage: python -m bench.summary RUN.json [BASELINE.json]"
-HELP = f"""{USAGE}
-
-Print the images/s of each benchmark in RUN.json (a pytest-benchmark JSON file: --benchmark-json
-or .benchmarks/<machine>/NNNN_*.json) and, with BASELINE.json, each case's speed-up over it."""
+HELP = f"{USAGE}\n\n{__doc__}"
 
 
 class Row(NamedTuple):

@@ -4,9 +4,7 @@ Both read the same IDX files (Fashion-MNIST, or synthetic ones; ``extra_info["da
 which). Two pairs, each measured in the same run so the ratio means something on a noisy
 machine: the cost of producing one batch of 64, and one training epoch of the seed network
 (seed loop vs mnistcore's ``fit``). Both pipelines of a pair process the same images per timed
-call, so their ratio is one figure, per call and per image alike. Once all have run,
-bench/conftest.py gives each mnistcore case its ``speedup_vs_seed`` in the saved JSON and
-prints the ratios (whatever the order).
+call, so their ratio (``speedup_vs_seed``) is one figure, per call and per image alike.
 """
 
 from __future__ import annotations
@@ -15,8 +13,8 @@ import pytest
 import torch
 
 from bench.seed_baseline import BATCH_SIZE, SeedNet, seed_batches, seed_epoch, seed_loader
-from bench.timing import Timed, case_id, group_name, record
-from bench.workloads import epoch_subset, mnistcore_batches, mnistcore_epoch, preset_config
+from bench.timing import Timed, case, group_name, record
+from bench.workloads import bench_config, epoch_subset, mnistcore_batches, mnistcore_epoch
 from mnistcore import build_model, count_parameters
 
 # Batches per timed call, the same for both pipelines: then the time per call compares as the
@@ -27,20 +25,10 @@ BATCHES_PER_CALL = 50  # the seed's batch takes ~3 ms on the 2-core CPU, mnistco
 MNISTCORE_ROUNDS_FACTOR = 10
 
 
-def _cases() -> list:
-    return [
-        pytest.param(
-            device,
-            pipeline,
-            marks=[pytest.mark.quick] + ([pytest.mark.cuda] if device == "cuda" else []),
-            id=case_id(device, pipeline),
-        )
-        for device in ("cpu", "cuda")
-        for pipeline in ("seed", "mnistcore")
-    ]
+CASES = [case(d, p, quick=True) for d in ("cpu", "cuda") for p in ("seed", "mnistcore")]
 
 
-@pytest.mark.parametrize(("device", "pipeline"), _cases())
+@pytest.mark.parametrize(("device", "pipeline"), CASES)
 def test_data_batch(
     benchmark, budget, seed_dataset, mnistcore_dataset, data_files, device, pipeline
 ):
@@ -73,7 +61,7 @@ def test_data_batch(
     )
 
 
-@pytest.mark.parametrize(("device", "pipeline"), _cases())
+@pytest.mark.parametrize(("device", "pipeline"), CASES)
 def test_data_epoch(
     benchmark, budget, seed_dataset, mnistcore_dataset, data_files, device, pipeline
 ):
@@ -83,7 +71,7 @@ def test_data_epoch(
         work = seed_epoch(seed_loader(seed_dataset, n_images), dev)
         n_params = count_parameters(SeedNet())
     else:
-        config = preset_config("seed", batch_size=BATCH_SIZE, device=device)
+        config = bench_config("seed", batch_size=BATCH_SIZE, device=device)
         work = mnistcore_epoch(config, epoch_subset(mnistcore_dataset, n_images))
         n_params = count_parameters(build_model(config))  # the same net: 185,998 both
     timed = Timed(work, dev)

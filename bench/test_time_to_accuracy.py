@@ -1,24 +1,15 @@
-"""Time to accuracy (DAWNBench-style): training seconds until the TEST accuracy reaches a target,
-for the tutorial's recipe against the tuned one, on CPU and CUDA.
+"""Time to accuracy (DAWNBench-style): training seconds until the TEST accuracy reaches a target
+(89 % on Fashion-MNIST, 97 % on mnist-5k), on CPU and CUDA, for three rows per dataset and device:
+``tutorial`` (``TrainConfig()``: the tutorial's net and SGD, batch 64, constant lr), ``tuned`` (the
+recipe in bench/recipes/, tuned on the validation split), both trained by ``fit``, so their ratio
+measures the recipe, not the data path; and ``tutorial-dataloader``, the tutorial's own loop.
 
-Rows per dataset and device: ``tutorial`` (``TrainConfig()`` defaults: the tutorial's net, SGD lr
-0.01, momentum 0.9, batch 64, constant lr, in mnistcore's loop), ``tuned`` (the recipe kept in
-bench/recipes/, found by bench/tune_time_to_accuracy.py on the validation split) and
-``tutorial-dataloader`` (the tutorial's own DataLoader loop, bench/seed_baseline.py, on the same
-training images). Both mnistcore rows train in the same loop, so their ratio measures the recipe,
-not the data path. Targets: 89 % on Fashion-MNIST, 97 % on mnist-5k.
-
-Each seed is one round of the one ``benchmark.pedantic`` call (setup hands it the next seed). The
-figure is ``extra_info["seconds_to_target"]``: the median over seeds of the training seconds alone
-(``fit``'s per-epoch seconds; the accuracy checks after each epoch are outside it).
-pytest-benchmark's own statistics time each round's whole wall clock (model building, the
-per-epoch evaluations) and serve only the regression gate. A recipe that does not reach the
-target within its cap (its planned epochs; 10 for a constant lr) records "not reached".
-bench/conftest.py divides the tutorial recipe's median by each recipe's once every case has run
-(``speedup_vs_seed``, whatever the order).
-
-Under ``--benchmark-disable`` (CI's run of every benchmark once) each case trains one seed on
-SMOKE_TRAIN images to the tiny target SMOKE_TARGET: seconds, not minutes.
+Each seed is one round of the one ``benchmark.pedantic`` call. The figure is
+``extra_info["seconds_to_target"]``, the median over seeds of the training seconds alone;
+pytest-benchmark's own statistics time whole rounds and serve only the regression gate. A recipe
+that does not reach the target within its cap (its planned epochs; 10 for a constant lr) records
+"not reached". Under ``--benchmark-disable`` each case trains one seed on SMOKE_TRAIN images to
+SMOKE_TARGET: seconds, not minutes.
 """
 
 from __future__ import annotations
@@ -44,7 +35,7 @@ from bench.time_to_accuracy import (
     tutorial_data,
     tutorial_run_to_target,
 )
-from bench.timing import case_id, group_name
+from bench.timing import case, group_name
 from bench.workloads import epoch_subset
 from mnistcore import (
     Dataset,
@@ -61,49 +52,16 @@ from mnistcore import (
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 SEEDS = 3  # seeds per case (--tta-seeds); the figure is their median
-# The benchmark's seeds are 100, 101, ...: the tuner chose its recipe on seeds 0-2, so the
-# bench measures seeds it never saw (the same seeds for every recipe)
+# The benchmark's seeds are 100, 101, ...: the tuned recipes were chosen on seeds 0-2, so the
+# bench measures seeds their tuning never saw (the same seeds for every recipe)
 FIRST_SEED = 100
 SMOKE_TARGET = 0.5  # test accuracy under --benchmark-disable (or --tta-target)
 SMOKE_TRAIN = 2048  # training images per epoch under --benchmark-disable
 SMOKE_TEST = 1000  # test images under --benchmark-disable
 WARMUP_TRAIN = 512  # images of the untimed warm-up epoch (allocator, oneDNN/cuDNN kernels)
-DATASETS = tuple(TARGETS)
 
 
-def recipe_path(dataset: str, target: float) -> Path:
-    """bench/recipes/fashion-mnist-89.toml: the tuned recipe for ``dataset`` at ``target``."""
-    return RECIPE_DIR / f"{dataset}-{round(target * 100):d}.toml"
-
-
-# the flags that made the shipped recipes (their headers say so too)
-TUNE_FLAGS = {
-    "fashion-mnist": "--n-trials 200 --timeout 720 --threads 1",
-    "mnist-5k": "--max-epochs 12 --n-trials 200 --timeout 240 --threads 1",
-}
-
-
-def tune_command(dataset: str, target: float) -> str:
-    return (
-        f"python -m bench.tune_time_to_accuracy --dataset {dataset} --target {target:g} "
-        f"{TUNE_FLAGS.get(dataset, '')} "
-        f"--out {recipe_path(dataset, target).relative_to(RECIPE_DIR.parents[1])}"
-    ).replace("  ", " ")
-
-
-def _cases() -> list:
-    return [
-        pytest.param(
-            device,
-            dataset,
-            recipe,
-            marks=[pytest.mark.cuda] if device == "cuda" else [],
-            id=case_id(device, dataset, recipe),
-        )
-        for device in ("cpu", "cuda")
-        for dataset in DATASETS
-        for recipe in RECIPES
-    ]
+CASES = [case(d, data, r) for d in ("cpu", "cuda") for data in TARGETS for r in RECIPES]
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +93,7 @@ def _every_core_after() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("_every_core_after")
-@pytest.mark.parametrize(("device", "dataset", "recipe"), _cases())
+@pytest.mark.parametrize(("device", "dataset", "recipe"), CASES)
 def test_time_to_accuracy(benchmark, pytestconfig, tta_data, device, dataset, recipe):
     dev = torch.device(device)
     smoke = pytestconfig.getoption("benchmark_disable")
@@ -147,11 +105,9 @@ def test_time_to_accuracy(benchmark, pytestconfig, tta_data, device, dataset, re
     data = tta_data(dataset)
     recipe_file = None
     if recipe == TUNED:
-        recipe_file = recipe_path(dataset, TARGETS[dataset])
+        recipe_file = RECIPE_DIR / f"{dataset}-{round(TARGETS[dataset] * 100)}.toml"
         if not recipe_file.is_file():
-            pytest.skip(
-                f"no tuned recipe {recipe_file}: {tune_command(dataset, TARGETS[dataset])}"
-            )
+            pytest.skip(f"no tuned recipe {recipe_file}")
         config = read_recipe(recipe_file)
     else:
         config = TrainConfig()  # the tutorial's recipe (also the DataLoader row's net and SGD)

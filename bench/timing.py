@@ -1,21 +1,20 @@
-"""What pytest-benchmark times, and the ``extra_info`` each benchmark records.
-
-pytest-benchmark reads a wall clock around the callable. CUDA work is asynchronous, so the
-callable must wait for the device before it returns, or the clock only sees kernel launches.
-"""
+"""What pytest-benchmark times (a callable that waits for the device: CUDA work is asynchronous,
+so the clock would otherwise see only kernel launches), how long, and the ``extra_info`` each
+benchmark records."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import torch
 
-from mnistcore import device_name
+from mnistcore import device_name, synchronize
 
 KINDS = ("train_step", "inference", "data_batch", "data_epoch", "population_step")
 PIPELINES = ("seed", "mnistcore")
@@ -46,17 +45,9 @@ POPULATION_FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # note: CPU-GPU sync point, on purpose
-
-
 class Timed:
     """The callable given to ``benchmark.pedantic``: runs ``work``, then waits for the device.
-
-    It also keeps the duration of its last call: under ``--benchmark-disable`` pytest-benchmark
-    runs the callable once and keeps no statistics, so that one call is the measurement.
-    """
+    It keeps its last call's seconds: the measurement under ``--benchmark-disable``."""
 
     def __init__(self, work: Callable[[], object], device: torch.device) -> None:
         self.work = work
@@ -66,7 +57,7 @@ class Timed:
     def __call__(self) -> None:
         start = time.perf_counter()
         self.work()
-        sync(self.device)
+        synchronize(self.device)  # note: CPU-GPU sync point, on purpose
         self.last_seconds = time.perf_counter() - start
 
 
@@ -81,9 +72,8 @@ class Budget:
     cuda_images: int  # same on CUDA: many steps per call, so one sync is a small share
     epoch_steps: int  # batches of 64 in one "epoch" of the data-path benchmark
     epoch_rounds: int  # timed epochs (the seed's CPU epoch takes seconds)
-    # member-images per timed call of a population step (each member trains on every image of
-    # a batch, so one step of K members at batch B is K*B of them); the single-model baseline
-    # trains the same number of images per call
+    # member-images per timed call of a population step (one step of K members at batch B
+    # trains K*B), the single-model baseline (K=1) included
     cpu_member_images: int = 8192  # K=16 of the study net (batch 128): 4 steps per call
     cuda_member_images: int = 32768  # K=256 of the study net: 1 step per call
     # Rounds feed the regression gate's rank test (bench/compare.py): with m and n rounds its
@@ -104,8 +94,7 @@ class Budget:
 
     @classmethod
     def quick(cls) -> Budget:
-        """Fewer rounds, the same work per call: its medians estimate the same seconds per call
-        as a full run's (less precisely), so the two compare case by case."""
+        """Fewer rounds, the same work per call: it compares case by case with a full run."""
         return dataclasses.replace(cls.full(), cpu_rounds=3, cuda_rounds=5, epoch_rounds=3)
 
     @classmethod
@@ -130,9 +119,12 @@ class Budget:
         images = self.cuda_images if device.type == "cuda" else self.cpu_images
         return max(1, images // batch_size)
 
+    def calls(self, device: torch.device) -> int:
+        """Timed calls a case may make: warm-up, rounds, and ``median_seconds``' spare one."""
+        return self.warmup_rounds + self.rounds(device) + 1
+
     def member_steps(self, device: torch.device, batch_size: int, population: int) -> int:
-        """Steps per timed call of a ``population``-member step: the budget's member-images
-        (at least one step, so a call may train more of them than the budget says)."""
+        """Steps per timed call of ``population`` members: the member-images, at least 1 step."""
         images = self.cuda_member_images if device.type == "cuda" else self.cpu_member_images
         return max(1, images // (batch_size * population))
 
@@ -165,11 +157,7 @@ def record(
     **extra: object,
 ) -> float:
     """Fill ``benchmark.extra_info`` after ``pedantic`` returned; returns images per second.
-
-    ``images`` is the number of images one timed call processes; with ``population`` (K, a
-    population_step) they are member-images, K per image of a batch, and
-    ``member_images_per_second`` is recorded too (the same figure).
-    """
+    ``images``: per timed call; member-images (K per image) with ``population`` (K)."""
     seconds, timing = median_seconds(benchmark, timed)
     if population is not None:
         extra = {"population": population, "member_images_per_second": images / seconds, **extra}
@@ -236,6 +224,15 @@ def _type_problems(info: Mapping[str, object], fields: Mapping[str, tuple[type, 
     return problems
 
 
+def case(*values: object, quick: bool = False, name: Sequence[object] = ()) -> Any:
+    """A ``pytest.param`` of ``values``, the device first: marked ``cuda`` on CUDA and
+    ``quick`` when asked, its id ``case_id(*name)`` (default: the values)."""
+    marks = [pytest.mark.cuda] if values[0] == "cuda" else []
+    if quick:
+        marks.append(pytest.mark.quick)
+    return pytest.param(*values, marks=marks, id=case_id(*(name or values)))
+
+
 def case_id(*parts: object) -> str:
     """``cpu-seed-bs64-fp32-cl``: the parametrize id; ``group_name`` drops the device."""
     return "-".join(str(p) for p in parts if p not in ("", None))
@@ -244,112 +241,3 @@ def case_id(*parts: object) -> str:
 def group_name(kind: str, *parts: object) -> str:
     """``train_step[seed-bs64-fp32-cl]``: no device in it, so CPU and CUDA share the group."""
     return f"{kind}[{case_id(*parts)}]"
-
-
-DATA_KINDS = ("data_batch", "data_epoch")  # the kinds measured for both PIPELINES
-
-
-def data_path_speedups(infos: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], float]:
-    """(kind, device) -> mnistcore img/s / seed img/s (= seed seconds per image / mnistcore's),
-    from finished benchmarks' ``extra_info``, whatever order they ran in; a pair with one
-    pipeline missing is left out."""
-    speed = {
-        (i["kind"], i["device"], i["pipeline"]): i["images_per_second"]
-        for i in infos
-        if i.get("kind") in DATA_KINDS and i.get("pipeline") in PIPELINES
-    }
-    return {
-        (kind, device): ips / speed[kind, device, "seed"]
-        for (kind, device, pipeline), ips in speed.items()
-        if pipeline == "mnistcore" and (kind, device, "seed") in speed
-    }
-
-
-def speedup_lines(
-    infos: Iterable[Mapping[str, Any]], targets: Mapping[str, float] | None = None
-) -> list[str]:
-    """The terminal summary's lines: each data-path ratio, and the images per call it compares.
-
-    Both pipelines time the same images per call, so the ratio is per call (pytest-benchmark's
-    table) and per image alike; were they to differ, the line says the ratio is per image only.
-    """
-    infos = list(infos)
-    per_call = {
-        (i["kind"], i["device"], i["pipeline"]): i.get("images_per_call")
-        for i in infos
-        if i.get("kind") in DATA_KINDS and i.get("pipeline") in PIPELINES
-    }
-    lines = []
-    for (kind, device), ratio in sorted(data_path_speedups(infos).items()):
-        seed, core = per_call[kind, device, "seed"], per_call[kind, device, "mnistcore"]
-        if seed == core and seed is not None:
-            basis = f"per call and per image ({seed:,} images per call each)"
-        else:
-            basis = f"per image (images per call: seed {seed}, mnistcore {core})"
-        goal = (targets or {}).get(kind) if device == "cpu" else None
-        aim = f"; goal on the 2-core CPU: >= {goal:g}x" if goal is not None else ""
-        lines.append(f"{kind} on {device}: mnistcore is {ratio:.1f}x the seed, {basis}{aim}")
-    return lines
-
-
-def population_speedups(infos: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, int], float]:
-    """(device, model, K) -> member img/s of the K-member population / img/s of the single
-    model of the same net, batch size and precision (= single-model seconds per image / the
-    population's seconds per member-image), from finished benchmarks' ``extra_info``, whatever
-    order they ran in; a population without its baseline in ``infos`` is left out."""
-    infos = [i for i in infos if i.get("kind") == "population_step"]
-    single = {_net(i): i["images_per_second"] for i in infos if i.get("mode") == "single"}
-    return {
-        (i["device"], i["model"], i["population"]): i["member_images_per_second"] / single[net]
-        for i in infos
-        if i.get("mode") == "population" and (net := _net(i)) in single
-    }
-
-
-def _net(info: Mapping[str, Any]) -> tuple:
-    """What a population and its single-model baseline share: the same net, trained alike."""
-    return (info["device"], info["model"], info["batch_size"], info["precision"])
-
-
-def population_lines(
-    infos: Iterable[Mapping[str, Any]],
-    targets: Mapping[tuple[str, int], float] | None = None,
-) -> list[str]:
-    """The terminal summary's population lines, one per device, preset and K: the ratio and
-    the two speeds it divides (``population_speedups``)."""
-    infos = [i for i in infos if i.get("kind") == "population_step"]
-    ratios = population_speedups(infos)
-    fused_of = {
-        (i["device"], i["model"], i["population"]): i for i in infos if i["mode"] == "population"
-    }
-    single_of = {_net(i): i for i in infos if i["mode"] == "single"}
-    lines = []
-    for device, model, k in sorted(ratios):
-        fused = fused_of[device, model, k]
-        single = single_of[_net(fused)]
-        goal = (targets or {}).get((model, k)) if device == "cpu" else None
-        aim = f"; goal on the 2-core CPU: >= {goal:g}x" if goal is not None else ""
-        lines.append(
-            f"population_step on {device}, {model} K={k}: "
-            f"{ratios[device, model, k]:.2f}x the single model's img/s "
-            f"({fused['member_images_per_second']:,.0f} member-img/s vs "
-            f"{single['images_per_second']:,.0f} img/s, batch {fused['batch_size']}){aim}"
-        )
-    return lines
-
-
-def add_speedups(infos: list[MutableMapping[str, Any]]) -> None:
-    """Set ``speedup_vs_seed`` (``data_path_speedups``) on each mnistcore data-path ``info``
-    and ``speedup_vs_single`` (``population_speedups``) on each population ``info``."""
-    ratios = data_path_speedups(infos)
-    for info in infos:
-        ratio = ratios.get((info.get("kind"), info.get("device")))
-        if info.get("pipeline") == "mnistcore" and ratio is not None:
-            info["speedup_vs_seed"] = ratio
-    population = population_speedups(infos)
-    for info in infos:
-        if info.get("kind") != "population_step" or info.get("mode") != "population":
-            continue
-        ratio = population.get((info.get("device"), info.get("model"), info.get("population")))
-        if ratio is not None:
-            info["speedup_vs_single"] = ratio

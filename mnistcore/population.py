@@ -131,8 +131,8 @@ class Population:
         self.configs = configs
         self.device = resolve_device(first.device)
         self.precision = resolve_precision(first.precision, self.device)  # fp32 | bf16
-        if self.device.type == "cpu":
-            configure_threads(first.threads)
+        # on CUDA too: the CPU still runs the Python side and the batch order's randperm
+        configure_threads(first.threads)
         self._data = data.to(self.device)
         self._members = list(range(len(configs)))
         self._divergences: dict[int, NonFiniteLossError] = {}

@@ -23,7 +23,7 @@ from studies.trial_record import as_int, as_number
 EXTRA_KEYS = (
     "cpu_load_1min", "kind", "images_per_second", "batch_size", "device", "device_name",
     "precision", "channels_last", "threads", "n_params", "model", "pipeline", "dataset",
-    "mode",  # train_step: eager | graph; population_step: population | single (the baseline)
+    "mode",  # population_step: population | single (K=1, the baseline)
     "population",  # population_step: K, members trained as one module (1 for the baseline)
     "member_images_per_second",  # population_step: images one member trains per second
     "speedup_vs_single",  # population_step: member img/s / the single model's, same run

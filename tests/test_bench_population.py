@@ -1,22 +1,15 @@
 """The population benchmarks' plumbing on synthetic ``extra_info``: the population ->
-single-model speed-ups, their summary lines, the saved JSON, and the study preset."""
+single-model speed-ups, their summary lines, the saved JSON, and the members' configs."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from optuna.trial import FixedTrial
 
 from bench import conftest as bench_conftest
-from bench.timing import (
-    Budget,
-    add_speedups,
-    extra_info_problems,
-    population_lines,
-    population_speedups,
-)
-from bench.workloads import POPULATION_PRESETS, member_configs, preset_config
-from search.space import DEFAULT_SPACE, START_POINT, start_params, suggest
+from bench.ratios import add_speedups, population_lines, population_speedups
+from bench.timing import Budget, extra_info_problems
+from bench.workloads import bench_config, epoch_subset, member_configs, population_steps
 
 
 def info(model: str, mode: str, k: int, ips: float, *, device: str = "cpu") -> dict:
@@ -121,7 +114,7 @@ def test_member_steps_keep_member_images_per_call():
 
 
 def test_members_differ_as_trials_do():
-    config = preset_config("study")
+    config = bench_config("study")
     members = member_configs(config, 8)
     assert [m.seed for m in members] == list(range(8))
     assert members[0].lr == pytest.approx(config.lr / 2)
@@ -131,11 +124,13 @@ def test_members_differ_as_trials_do():
     assert member_configs(config, 1) == [config]
 
 
-def test_study_preset_is_the_studys_first_trial():
-    # The copy in bench/workloads.py (bench/ runs without optuna) matches search/space.py: the
-    # default space's pinned values and START_POINT, which a new study tries first.
-    first = suggest(FixedTrial(start_params(DEFAULT_SPACE)), DEFAULT_SPACE)
-    preset = preset_config("study")
-    for name in POPULATION_PRESETS["study"]:
-        assert getattr(preset, name) == getattr(first, name), name
-    assert set(START_POINT) <= set(POPULATION_PRESETS["study"])
+def test_population_steps_last_every_call_the_bench_makes(synthetic):
+    config = bench_config("study", device="cpu", dataset="synthetic")
+    data = epoch_subset(synthetic, 512)
+    population, work = population_steps(member_configs(config, 2), data, 384, calls=3)
+    for _ in range(3):
+        work()
+    # Each call trained 384 images (3 batches of 128) inside the schedule, no member lost.
+    assert population.images_seen == 3 * 384 and population.members == [0, 1]
+    # The schedule ends after the calls the bench makes (and a spare epoch): not much later.
+    assert population.configs[0].epochs == 4

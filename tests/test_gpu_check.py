@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import mnistcore.data as data_module
-import mnistcore.train as train_module
+import mnistcore.population as population_module
 from mnistcore import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,8 +218,8 @@ def test_fit_sets_threads_on_cuda_too(synthetic, monkeypatch: pytest.MonkeyPatch
         calls.append(threads)
         raise _Stop  # before anything needs a real GPU
 
-    monkeypatch.setattr(train_module, "resolve_device", lambda name: torch.device("cuda"))
-    monkeypatch.setattr(train_module, "configure_threads", configure_threads)
+    monkeypatch.setattr(population_module, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(population_module, "configure_threads", configure_threads)
     with pytest.raises(_Stop):
         next(fit(TrainConfig(device="cuda", dataset="synthetic", threads=3), synthetic))
     # The CPU still runs the Python side and the data work, so --threads counts there too.

@@ -1,6 +1,6 @@
 """Time to accuracy: the run-to-target loops, the ratios taken at the end of a bench session, the
-report's extract and tables, the tuning study's entry point, and the bench case run as CI runs
-it (``--benchmark-disable``, a tiny target)."""
+report's extract and tables, the shipped recipes, and the bench case run as CI runs it
+(``--benchmark-disable``, a tiny target)."""
 
 from __future__ import annotations
 
@@ -10,28 +10,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 
+from bench.ratios import add_speedups, tta_lines
 from bench.time_to_accuracy import (
     KIND,
     SeedRun,
-    add_tta_speedups,
-    median_seconds,
+    median_reached,
     raw_pixels,
     result_info,
     run_to_target,
-    tta_lines,
     tutorial_data,
     tutorial_run_to_target,
-)
-from bench.tune_time_to_accuracy import (
-    NOT_REACHED_S,
-    START_POINTS,
-    parse_args,
-    suggest,
-    trial_value,
 )
 from mnistcore import TrainConfig, read_recipe
 from reports.bench_figures import time_to_accuracy_panels
@@ -55,17 +46,10 @@ def test_run_to_target_stops_at_the_first_epoch_that_reaches_it(synthetic):
 def test_run_to_target_trains_its_cap_when_not_reached(synthetic):
     # A target above 100 % is never reached: a one-cycle recipe trains its planned epochs ...
     run = run_to_target(SYNTHETIC.replace(schedule="onecycle"), synthetic, 1.01)
-    assert not run.reached and run.epochs == 2 and not run.gave_up
+    assert not run.reached and run.epochs == 2
     # ... and a constant lr up to 10, whatever its epochs say.
     run = run_to_target(SYNTHETIC.replace(epochs=1, lr=1e-4), synthetic, 1.01)
     assert run.epochs == 10
-
-
-def test_run_to_target_gives_up_once_slower_than_max_seconds(synthetic):
-    run = run_to_target(SYNTHETIC.replace(epochs=3, schedule="cosine"), synthetic, 1.01,
-                        split="val", max_seconds=0.0)  # fmt: skip
-    # Stopped after its first epoch: already as slow as the best, it cannot win.
-    assert run.gave_up and run.epochs == 1 and not run.reached
 
 
 def test_tutorial_loop_trains_the_same_pixels(synthetic):
@@ -85,11 +69,11 @@ def test_median_counts_a_seed_not_reached_as_infinitely_slow():
     def runs(*seconds):
         return [SeedRun(i, s is not None, s or 9.0, 1, (0.5,)) for i, s in enumerate(seconds)]
 
-    assert median_seconds(runs(3.0, 1.0, 2.0)) == 2.0
+    assert median_reached(runs(3.0, 1.0, 2.0), "seconds") == 2.0
     # One seed of three not reached: the median seed still did.
-    assert median_seconds(runs(3.0, None, 2.0)) == 3.0
+    assert median_reached(runs(3.0, None, 2.0), "seconds") == 3.0
     # Two of three not reached: the median seed did not.
-    assert median_seconds(runs(3.0, None, None)) is None
+    assert median_reached(runs(3.0, None, None), "seconds") is None
 
 
 # --- ratios at the end of the session ----------------------------------------------------------
@@ -107,7 +91,7 @@ def tta_info(recipe, seconds, *, dataset="fashion-mnist", device="cpu", target=0
 
 def test_speedups_do_not_depend_on_the_order_cases_finished():
     infos = [tta_info("tuned", [2.0, 2.2, 2.1]), tta_info("tutorial", [6.0, 6.6, 6.3])]
-    add_tta_speedups(infos)
+    add_speedups(infos)
     tuned, tutorial = infos
     # The tutorial recipe's median / the tuned one's, whichever ran first.
     assert tuned["speedup_vs_seed"] == pytest.approx(6.3 / 2.1)
@@ -121,7 +105,7 @@ def test_a_tutorial_recipe_not_reached_gives_a_lower_bound():
         tta_info("tuned", [0.5, 0.4, 0.6], dataset="mnist-5k", target=0.97),
         tta_info("tuned", [None, None, 1.0]),  # fashion-mnist: not reached, no tutorial row
     ]
-    add_tta_speedups(infos)
+    add_speedups(infos)
     # The tutorial's seconds over all its capped epochs (median 10) bound its time from below.
     assert infos[1]["speedup_vs_seed_at_least"] == pytest.approx(10 / 0.5)
     assert "speedup_vs_seed" not in infos[1]
@@ -152,7 +136,7 @@ def tta_rows(tmp_path: Path):
         tta_info("tutorial", [None, None, None], dataset="mnist-5k", target=0.97),
         tta_info("tuned", [0.5, 0.4, 0.6], dataset="mnist-5k", target=0.97),
     ]
-    add_tta_speedups(infos)  # as bench/conftest.py does when the session ends
+    add_speedups(infos)  # as bench/conftest.py does when the session ends
     cases = [tta_case(i) for i in infos] + [bench_case("train_step", "cpu", 15000.0)]
     machine = tmp_path / "box"
     machine.mkdir()
@@ -201,74 +185,18 @@ def test_run_without_time_to_accuracy_cases_gets_a_note(tmp_path):
     assert panel.figure is None and "test_time_to_accuracy.py" in panel.missing
 
 
-# --- the tuning study --------------------------------------------------------------------------
+# --- the shipped recipes ------------------------------------------------------------------------
 
 
-def test_search_space_turns_a_trial_into_a_train_config():
-    base = TrainConfig(dataset="fashion-mnist", device="cpu")
-    # The start points lie inside the space (enqueue_trial would otherwise sample afresh).
-    for point in START_POINTS:
-        config = suggest(optuna.trial.FixedTrial(point), base)
-        assert config.to_dict() == {**base.to_dict(), **point}
-
-
-def test_not_reached_scores_worse_than_any_reached_trial_ordered_by_the_gap():
-    reached = trial_value(SeedRun(0, True, 99.0, 4, (0.95,)), 0.9)
-    near = trial_value(SeedRun(0, False, 5.0, 2, (0.85, 0.89)), 0.9)
-    far = trial_value(SeedRun(0, False, 5.0, 2, (0.5,)), 0.9)
-    assert reached == 99.0 < NOT_REACHED_S <= near < far
-
-
-def run_tune(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "bench.tune_time_to_accuracy", *args]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-
-def test_tune_writes_a_recipe_with_the_command_that_made_it(tmp_path):
-    out = tmp_path / "recipes" / "synthetic-60.toml"
-    args = [
-        "--dataset",
-        "synthetic",
-        "--target",
-        "0.6",
-        "--n-trials",
-        "3",
-        "--timeout",
-        "60",
-        "--max-epochs",
-        "2",
-        "--confirm-top",
-        "1",
-        "--confirm-seeds",
-        "1",
-        "--out",
-        str(out),
-    ]
-    done = run_tune(*args)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    # One line per trial, then the recipe; the file reads back as a TrainConfig.
-    assert done.stdout.count("trial ") >= 3 and f"wrote {out}" in done.stdout
-    config = read_recipe(out)
-    assert config.dataset == "synthetic" and config.device == "auto" and config.seed == 0
-    header = out.read_text().splitlines()[:8]
-    assert f"# made by: python -m bench.tune_time_to_accuracy {' '.join(args)}" in header
-    assert any(line.startswith("# confirmed on seeds 0-0 (validation): ") for line in header)
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--target", "89"], "--target must be in (0, 1), got 89.0"),
-        (["--target", "0.99", "--margin", "0.02"], "--margin must keep target + margin in (0, 1)"),
-        (["--target", "0.9", "--out", "x.txt"], "--out must name a .toml file, got x.txt"),
-    ],
-)
-def test_tune_refuses_bad_values_in_one_line(args, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        parse_args([*(["--out", "x.toml"] if "--out" not in args else []), *args])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1
+@pytest.mark.parametrize("name", ["fashion-mnist-89", "mnist-5k-97"])
+def test_shipped_recipes_read_back_and_say_how_they_were_made(name):
+    path = ROOT / "bench" / "recipes" / f"{name}.toml"
+    config = read_recipe(path)
+    assert config.dataset == name.rsplit("-", 1)[0] and config.seed == 0
+    # The header names the command that made the recipe and the commit that had that tuner.
+    header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+    assert "\n# made by: python -m bench.tune_time_to_accuracy --dataset " in header
+    assert "git show ca508c9:bench/tune_time_to_accuracy.py" in header
 
 
 # --- the bench case as CI runs it --------------------------------------------------------------
