@@ -9,7 +9,6 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
-from sqlalchemy.engine import make_url
 
 from reports.bench_figures import bench_panels, trend_panel
 from reports.page import render, study_href, write_site
@@ -17,6 +16,7 @@ from reports.panel import Panel
 from reports.study_figures import study_panels
 from studies.bench_data import BenchData, BenchRun, load_benchmarks, machine_rows, machine_summary
 from studies.bench_tables import data_path_table, headline, speedup_table
+from studies.formatting import export_command, hide_password, storage_option
 from studies.storage import DEFAULT_JOURNAL, StorageError, read_storage
 from studies.study_data import StudyReport, slugify, study_report
 
@@ -94,9 +94,10 @@ def build_report(
         ),
     ]
     pages += [
-        render("study.html.j2", page.href, study=page.report, panels=page.panels, **common)
+        render("study.html.j2", page.href, study=page.report, panels=page.panels,
+               export=export_command(storage=storage, study_name=page.report.name), **common)
         for page in studies
-    ]
+    ]  # fmt: skip
     return write_site(Path(out_dir), pages)
 
 
@@ -105,9 +106,7 @@ def rebuild_command(
 ) -> str:
     """The `python -m reports` line that builds this report again: only the options that
     differ from the defaults, a database URL with its password hidden."""
-    words = ["python", "-m", "reports"]
-    if storage is not None and ("://" in storage or Path(storage) != DEFAULT_JOURNAL):
-        words += ["--storage", _hide_password(storage)]
+    words = ["python", "-m", "reports", *storage_option(storage)]
     for name in dict.fromkeys(study_names or []):
         words += ["--study", name]
     if Path(benchmarks_dir) != DEFAULT_BENCHMARKS:
@@ -184,13 +183,4 @@ def _not_stored(unknown: list[str], storage_label: str, available: list[str]) ->
 def _storage_label(storage: str | None, backend: object) -> str:
     if storage is None:
         return str(DEFAULT_JOURNAL) if backend is not None else "none"
-    return _hide_password(storage)
-
-
-def _hide_password(storage: str) -> str:
-    if "://" not in storage:
-        return storage  # a journal file path
-    try:
-        return make_url(storage).render_as_string(hide_password=True)
-    except Exception:  # an unusual URL that still opened: show it without credentials
-        return storage.split("://", 1)[0] + "://…"
+    return hide_password(storage)

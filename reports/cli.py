@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from reports.build import DEFAULT_BENCHMARKS, DEFAULT_OUT, build_report
+from reports.build import AUTOSAVE, DEFAULT_BENCHMARKS, DEFAULT_OUT, build_report
 from studies.storage import DEFAULT_JOURNAL, StorageError
 
 __all__ = ["main"]
@@ -38,8 +38,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--benchmarks",
         type=Path,
-        default=DEFAULT_BENCHMARKS,
-        help=f"folder of pytest-benchmark JSON files (default: {DEFAULT_BENCHMARKS})",
+        help=f"folder of pytest-benchmark JSON files (default: {DEFAULT_BENCHMARKS}); a folder "
+        "named here must exist",
     )
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})"
@@ -49,6 +49,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.benchmarks is not None and not args.benchmarks.is_dir():
+        print(f"error: there is no benchmark folder {args.benchmarks}: pass --benchmarks the "
+              f"folder `{AUTOSAVE}` writes ({DEFAULT_BENCHMARKS} by default), or leave it out",
+              file=sys.stderr)  # fmt: skip
+        return 2
     with warnings.catch_warnings():  # restores showwarning on the way out
         # Skipped files and undrawable figures: one line each, not a source excerpt.
         warnings.simplefilter("always")
@@ -57,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             index = build_report(
                 storage=args.storage,
                 study_names=args.studies,
-                benchmarks_dir=args.benchmarks,
+                benchmarks_dir=args.benchmarks or DEFAULT_BENCHMARKS,
                 out_dir=args.out,
             )
         except StorageError as error:

@@ -22,6 +22,7 @@ from markupsafe import Markup, escape
 
 from reports.panel import Panel
 from studies import formatting as fmt
+from studies.confirmation import baseline_sentence
 from studies.intervals import format_accuracy, format_spread, wilson_text
 
 __all__ = ["PLOTLY_JS", "STUDY_DIR", "render", "study_href", "write_site"]
@@ -92,9 +93,8 @@ def _environment() -> Environment:
         ratio=fmt.format_ratio,
         value=fmt.format_value,
     )
-    env.globals.update(
-        plot=plot_html, table=table_html, study_href=study_href, train_command=fmt.train_command
-    )
+    env.globals.update(plot=plot_html, table=table_html, study_href=study_href,
+                       train_command=fmt.train_command, baseline=baseline_sentence)  # fmt: skip
     return env
 
 

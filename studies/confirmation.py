@@ -4,24 +4,33 @@ and the report.
 
 The confirmed winner is the configuration with the best mean validation accuracy over its
 seeds. The winner's curse is the search's best validation accuracy (one run, the best of many
-noisy values) minus the confirmed mean of that same configuration.
+noisy values) minus the confirmed mean of that same configuration. The baseline (by default the
+tutorial's recipe) is retrained on the winner's seeds; the two are compared seed by seed.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from optuna.trial import FrozenTrial, TrialState
 
 from studies import trial_record as rec
-from studies.intervals import Spread, seed_spread
+from studies.intervals import Spread, seed_spread, t_spread
 
 # fields that say where a run trained, not what: configurations differing only there are one
 MACHINE_FIELDS = ("seed", "device", "threads")
 # --confirm auto: the confirmation's estimated cost, over the search's time (search/confirm.py)
 BUDGET_SHARE = 0.30
+# a stored record's shape: the types of some values, the finite numbers, the lists of one item
+# per seed (search/confirm.py writes them)
+SHAPES = {
+    "confirmed": ({"config": dict, "trial": int, "diverged": list}, ("search_val", "seconds"),
+                  ("seeds", "val", "test", "weights")),
+    "baseline": ({"config": dict, "name": str}, ("seconds",), ("seeds", "val", "test")),
+}  # fmt: skip
 
 
 class ConfirmedConfig(NamedTuple):
@@ -46,17 +55,44 @@ class ConfirmedConfig(NamedTuple):
         return None if self.val is None else self.search_val - self.val.mean
 
 
+class Paired(NamedTuple):
+    """One split's accuracies of the winner and the baseline over the seeds both trained."""
+
+    winner: float  # mean over the paired seeds
+    baseline: float
+    difference: Spread  # of winner - baseline, seed by seed; no interval from a single seed
+
+
+class BaselineComparison(NamedTuple):
+    """The confirmed winner against a baseline recipe trained on the same seeds, data and epoch
+    budget, paired over the seeds where neither diverged."""
+
+    name: str  # "tutorial", or the recipe file's name
+    config: dict[str, Any]  # the baseline's TrainConfig
+    seeds: tuple[int, ...]  # the paired seeds
+    val: Paired | None  # None when no seed trained on both sides
+    test: Paired | None
+    seconds: float  # the baseline's training and evaluation, all seeds
+
+
 class Confirmation(NamedTuple):
     configs: tuple[ConfirmedConfig, ...]  # best mean val first
     winner: ConfirmedConfig | None  # None when every seed of every configuration diverged
     curse: float | None  # search's best val - confirmed mean of that configuration
     settings: dict[str, Any]  # CONFIRM_SETTINGS: top, asked, seeds, auto, search_seconds
+    baseline: BaselineComparison | None = None  # None: no baseline stored (or no winner)
+
+    @property
+    def seconds(self) -> float:
+        """The confirmation's training time: every configuration and the baseline."""
+        baseline = self.baseline.seconds if self.baseline else 0.0
+        return sum(c.seconds for c in self.configs) + baseline
 
     @property
     def cost_share(self) -> float | None:
         """Confirmation seconds over the search's trial seconds."""
         search = self.settings.get("search_seconds")
-        return sum(c.seconds for c in self.configs) / search if search else None
+        return self.seconds / search if search else None
 
 
 def config_key(config: Mapping[str, Any]) -> str:
@@ -70,31 +106,71 @@ def stored_records(user_attrs: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
     records = {}
     for key, value in user_attrs.items():
         number = key.removeprefix(rec.CONFIRMED_PREFIX)
-        if key.startswith(rec.CONFIRMED_PREFIX) and number.isdigit() and _well_formed(value):
+        if (
+            key.startswith(rec.CONFIRMED_PREFIX)
+            and number.isdigit()
+            and _well_formed(value, *SHAPES["confirmed"])
+        ):
             records[int(number)] = value
     return records
 
 
-def _well_formed(record: Any) -> bool:
-    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+def _well_formed(
+    record: Any, kinds: dict[str, type], numbers: tuple[str, ...], runs: tuple[str, ...]
+) -> bool:
+    """Int seeds and accuracies that are numbers or None (that seed diverged) besides."""
+    if not isinstance(record, dict):
         return False
-    numbers = [record.get(k) for k in ("search_val", "seconds")]
-    if not isinstance(record.get("trial"), int) or None in map(rec.as_number, numbers):
+    if not all(isinstance(record.get(k), kind) for k, kind in kinds.items()):
         return False
-    lists = [record.get(k) for k in ("seeds", "val", "test", "weights", "diverged")]
-    if not all(isinstance(x, list) for x in lists):
+    if None in (rec.as_number(record.get(k)) for k in numbers):
         return False
-    seeds, val, test, weights, _ = lists
-    return len(seeds) == len(val) == len(test) == len(weights) and all(
-        v is None or rec.as_number(v) is not None for v in val + test
+    lists = [record.get(k) for k in runs]
+    if not all(isinstance(x, list) for x in lists) or len({len(x) for x in lists}) != 1:
+        return False
+    return all(isinstance(s, int) for s in record["seeds"]) and all(
+        v is None or rec.as_number(v) is not None for v in record["val"] + record["test"]
     )
+
+
+def compare_baseline(winner: Mapping[str, Any] | None, baseline: Any) -> BaselineComparison | None:
+    """The winner's stored record against the baseline's (rec.BASELINE), paired over the seeds
+    both trained without diverging; None without a winner or a well-formed baseline record."""
+    if winner is None or not _well_formed(baseline, *SHAPES["baseline"]):
+        return None
+    theirs = {s: (v, t) for s, v, t in _runs(baseline)}
+    pairs = [
+        (seed, val, test, *theirs[seed])
+        for seed, val, test in _runs(winner)
+        if None not in (val, test, *theirs.get(seed, (None, None)))
+    ]
+    return BaselineComparison(
+        name=baseline["name"],
+        config=dict(baseline["config"]),
+        seeds=tuple(p[0] for p in pairs),
+        val=_paired([p[1] for p in pairs], [p[3] for p in pairs]),
+        test=_paired([p[2] for p in pairs], [p[4] for p in pairs]),
+        seconds=float(baseline["seconds"]),
+    )
+
+
+def _runs(record: Mapping[str, Any]) -> zip:
+    return zip(record["seeds"], record["val"], record["test"], strict=True)
+
+
+def _paired(winner: list[float], baseline: list[float]) -> Paired | None:
+    if not winner:
+        return None
+    differences = [w - b for w, b in zip(winner, baseline, strict=True)]
+    return Paired(statistics.fmean(winner), statistics.fmean(baseline), t_spread(differences))
 
 
 def extract_confirmation(
     user_attrs: Mapping[str, Any], trials: Sequence[FrozenTrial]
 ) -> Confirmation | None:
     """The study's confirmation, or None when none was run."""
-    configs = [_confirmed(r) for r in stored_records(user_attrs).values()]
+    records = stored_records(user_attrs)
+    configs = [_confirmed(r) for r in records.values()]
     if not configs:
         return None
     # best mean first; configurations where every seed diverged last
@@ -117,6 +193,9 @@ def extract_confirmation(
         winner=winner,
         curse=curse,
         settings=dict(settings) if isinstance(settings, dict) else {},
+        baseline=compare_baseline(
+            records[winner.trial] if winner else None, user_attrs.get(rec.BASELINE)
+        ),
     )
 
 
@@ -139,3 +218,31 @@ def _confirmed(record: dict[str, Any]) -> ConfirmedConfig:
         weights=tuple(str(w) for w in record["weights"] if w),
         diverged=tuple(int(s) for s in record["diverged"]),
     )
+
+
+def baseline_sentence(comparison: BaselineComparison, split: str = "test") -> str:
+    """The comparison as one sentence, for the summary and the report: the 95 % interval of the
+    paired difference decides between "beats", "trails" and "does not differ detectably"."""
+    name = comparison.name
+    them = "the tutorial's recipe" if name == "tutorial" else f"the recipe {name}"
+    paired = comparison.test if split == "test" else comparison.val
+    kind = "test" if split == "test" else "validation"
+    if paired is None:
+        return f"the winner cannot be compared with {them}: no seed trained on both sides"
+    d = paired.difference
+    if d.interval is None:
+        return (f"the winner scores {_points(d.mean)} points of {kind} accuracy against {them} "
+                "on 1 seed (one seed gives no interval: no verdict)")  # fmt: skip
+    low, high = d.interval
+    shown = (f"{_points(d.mean)} points of {kind} accuracy, 95 % interval "
+             f"[{_points(low)}, {_points(high)}], {d.n} seeds")  # fmt: skip
+    if low > 0:
+        return f"the winner beats {them} by {shown}"
+    if high < 0:
+        return f"the winner trails {them} by {shown}"
+    return f"the winner does not differ detectably from {them}: {shown}"
+
+
+def _points(difference: float) -> str:
+    """An accuracy difference in points, signed, with a true minus sign: +1.8, −0.4."""
+    return f"{difference * 100:+.1f}".replace("-", "−")

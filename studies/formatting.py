@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import math
 import shlex
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from studies.storage import DEFAULT_JOURNAL
 
 # TrainConfig's defaults of the fields that describe the machine rather than the network
 # (mnistcore/config.py; a test checks they agree): `train_command` leaves them out when
@@ -34,6 +39,31 @@ def train_command(config: dict[str, Any]) -> str:
         else:  # repr: the shortest text that reads back as the same float
             words += [flag, repr(value) if isinstance(value, float) else str(value)]
     return shlex.join(words)
+
+
+def export_command(*, storage: str | None, study_name: str) -> str:
+    """The `python -m search.export` line that exports the study's winner: with --storage
+    unless it is the default journal, and always --study-name (right however many studies the
+    storage holds)."""
+    words = ["python", "-m", "search.export", "--out", "DIR"]
+    return shlex.join([*words, *storage_option(storage), "--study-name", study_name])
+
+
+def storage_option(storage: str | None) -> list[str]:
+    """``["--storage", S]``, or none for the default journal (None or its path)."""
+    if storage is None or ("://" not in storage and Path(storage) == DEFAULT_JOURNAL):
+        return []
+    return ["--storage", hide_password(storage)]
+
+
+def hide_password(storage: str) -> str:
+    """A storage as pages and terminals show it: a database URL's password as ***."""
+    if "://" not in storage:
+        return storage  # a journal file path
+    try:
+        return make_url(storage).render_as_string(hide_password=True)
+    except Exception:  # an unusual URL that still opened: show it without credentials
+        return storage.split("://", 1)[0] + "://…"
 
 
 def _missing(value: Any) -> bool:

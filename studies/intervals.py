@@ -51,16 +51,25 @@ def wilson(accuracy: float, n: int, z: float = Z95) -> Interval:
 def seed_spread(values: Sequence[float]) -> Spread:
     """Mean, standard deviation and 95 % t-interval of ``values`` (accuracies, one per seed),
     clipped to [0, 1]."""
+    spread = t_spread(values)
+    if spread.interval is None:
+        return spread
+    # an accuracy lies in [0, 1]: so does its interval (a t-interval from few seeds may not)
+    low, high = spread.interval
+    return spread._replace(interval=Interval(max(0.0, low), min(1.0, high)))
+
+
+def t_spread(values: Sequence[float]) -> Spread:
+    """Mean, standard deviation and 95 % t-interval of the mean of ``values``, unclipped (for
+    differences, which may be negative)."""
     if not values:
-        raise ValueError("seed_spread needs at least one value")
+        raise ValueError("t_spread needs at least one value")
     mean = statistics.fmean(values)
     if len(values) < 2:
         return Spread(mean, None, None, len(values))
     sd = statistics.stdev(values)
     half = t_quantile_975(len(values) - 1) * sd / math.sqrt(len(values))
-    # an accuracy lies in [0, 1]: so does its interval (a t-interval from few seeds may not)
-    interval = Interval(max(0.0, mean - half), min(1.0, mean + half))
-    return Spread(mean, sd, interval, len(values))
+    return Spread(mean, sd, Interval(mean - half, mean + half), len(values))
 
 
 def t_quantile_975(df: int) -> float:

@@ -51,6 +51,10 @@ ARTIFACT_STORE = "artifact_store"  # the folder of the artifact store (absolute 
 # CONFIRMED_PREFIX + the number of the search trial that proposed it, and the settings
 CONFIRMED_PREFIX = "confirmed:"
 CONFIRM_SETTINGS = "confirm"  # {"top", "asked", "seeds", "auto", "search_seconds"}
+# the baseline recipe (the tutorial's, or --baseline FILE.toml) retrained on the winner's seeds:
+# {"name", "config", "seeds", "val", "test" (None: that seed diverged), "seconds", "n_val",
+# "n_test", "curves" (optional)}
+BASELINE = "baseline"
 
 
 def as_number(value: Any) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,12 @@ from optuna.storages.journal import JournalFileBackend
 from reports import build_report
 from reports.build import rebuild_command
 from reports.cli import main
+from search.export import main as export_main
+from studies.formatting import export_command
 from studies.storage import StorageError
 from studies.study_data import train_command
 from tests.reports_fixtures import (
+    add_confirmation,
     config_of,
     make_empty,
     make_only_failed,
@@ -98,6 +102,17 @@ def test_unknown_study_name_is_one_line_and_exit_2(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_benchmark_folder_that_does_not_exist_is_one_line_and_exit_2(tmp_path, capsys):
+    typo = tmp_path / ".benchmark"
+    assert main(["--benchmarks", str(typo), "--out", str(tmp_path / "out")]) == 2
+    # a typo must not give a report without benchmarks in silence
+    assert capsys.readouterr().err == (
+        f"error: there is no benchmark folder {typo}: pass --benchmarks the folder `pytest "
+        "bench/ --benchmark-autosave` writes (.benchmarks by default), or leave it out\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_study_names_in_an_empty_or_absent_storage(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     optuna.storages.RDBStorage(url)  # a database with Optuna's tables and no study
@@ -141,6 +156,34 @@ def test_rebuild_command_names_only_what_differs_from_the_defaults():
         "python -m reports --storage 'postgresql://me:***@db.lan:5433/optuna' "
         "--study 'fashion lr'"
     )
+
+
+def test_the_export_command_names_the_storage_and_the_study():
+    # --study-name always (right however many studies the storage holds); --storage unless it
+    # is the default journal, a database URL with its password hidden
+    assert export_command(storage=None, study_name="s") == (
+        "python -m search.export --out DIR --study-name s"
+    )
+    assert export_command(storage="reports/optuna-journal.log", study_name="s") == (
+        "python -m search.export --out DIR --study-name s"
+    )
+    assert export_command(storage="postgresql://me:s3cret@db.lan/optuna", study_name="a b") == (
+        "python -m search.export --out DIR --storage 'postgresql://me:***@db.lan/optuna' "
+        "--study-name 'a b'"
+    )
+
+
+def test_the_study_page_gives_the_export_command_that_works(tmp_path):
+    journal = tmp_path / "j.log"
+    add_confirmation(make_single_objective(_journal(journal), "fashion lr"))
+    make_empty(_journal(journal), "other")  # a bare `--out DIR` fails with two studies
+    build_report(storage=str(journal), benchmarks_dir=tmp_path, out_dir=tmp_path / "out")
+    page = (tmp_path / "out" / "studies" / "fashion-lr.html").read_text()
+    command = export_command(storage=str(journal), study_name="fashion lr")
+    assert f"Export it: <code>{escape(command)}</code>" in page
+    words = shlex.split(command.replace("DIR", str(tmp_path / "exported")))
+    assert export_main(words[3:]) == 0
+    assert [p.suffix for p in (tmp_path / "exported").iterdir()] == [".toml"]
 
 
 def test_best_trial_shows_its_whole_config_and_how_to_train_it_again(tmp_path):
