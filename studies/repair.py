@@ -1,7 +1,7 @@
 """``python -m studies.repair FILE``: mend a damaged Optuna journal file, keeping every record
 that can be read.
 
-The search and the report refuse a journal with a line that is not a record (studies/storage.py
+The search and the report refuse a journal with a line that is not a record (studies/journal.py
 names the line); this command is the way out. Holding the journal's lock, it
 
 1. copies the file, byte for byte, to ``FILE.bak-<date>-<time>`` beside it;
@@ -12,12 +12,10 @@ names the line); this command is the way out. Holding the journal's lock, it
 5. a dropped line that created a trial or a study is put back as a stand-in record.
 
 Why stand-ins: Optuna numbers studies and trials in the order their creating records come, and
-later records name them by that number. Dropping the line that created trial 5 would turn
-trial 6 into trial 5, and every later record of trial 5 or 6 would change the wrong trial. A
-line created one when later records refer to one more trial (or study) than the readable lines
-create. A stand-in trial is RUNNING and empty: its own later records fill it in (parameters,
-values, its end). One whose end was lost stays RUNNING, and the next ``python -m search.study``
-fails it and queues its retry, as for any trial whose worker died.
+later records name them by that number: dropping the line that created trial 5 would turn
+trial 6 into trial 5. A stand-in trial is RUNNING and empty; its own later records fill it in.
+One whose end was lost stays RUNNING, and the next ``python -m search.study`` fails it and
+queues its retry, as for any trial whose worker died.
 
 Stop the runs that use the file first: a running worker keeps positions in the file in memory.
 """
@@ -26,39 +24,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
 from studies import trial_record as rec
-from studies.storage import (
-    _RECORD_HEAD,
-    _SQLITE_HEADER,
-    DEFAULT_JOURNAL,
+from studies.journal import (
+    RECORD_HEAD,
+    JournalLock,
     StorageError,
-    _starts_with,
-    journal_lock,
+    is_sqlite,
     parse_record,
-    read_storage,
-    write_beside,
+    replace_journal,
 )
+from studies.journal import JournalOperation as Op
+from studies.storage import DEFAULT_JOURNAL, read_storage
 
 __all__ = ["Plan", "main", "plan_repair", "repair"]
 
 REPAIR_WORKER = "studies.repair"  # the worker id of stand-in records
 JOURNAL_REPAIR = "journal_repair"  # system attribute of a stand-in trial: why it is there
-# Optuna's journal op codes (optuna.storages.journal._storage.JournalOperation) and states
-CREATE_STUDY, DELETE_STUDY, CREATE_TRIAL = 0, 1, 4
-RUNNING = 0  # TrialState.RUNNING
-MINIMIZE, MAXIMIZE = 1, 2  # StudyDirection
 
-_RECORD_START = re.compile(re.escape(_RECORD_HEAD))
-_OP_CODE = re.compile(re.escape(_RECORD_HEAD) + rb"(\d+)[,}]")
+_RECORD_START = re.compile(re.escape(RECORD_HEAD))
+_OP_CODE = re.compile(re.escape(RECORD_HEAD) + rb"(\d+)[,}]")
 _STUDY_ID = re.compile(rb'"study_id":(\d+)[,}]')
 _STUDY_NAME = re.compile(rb'"study_name":("(?:[^"\\]|\\.)*")')
 _DIRECTIONS = re.compile(rb'"directions":\[([12](?:,[12])*)\]')
@@ -72,6 +67,7 @@ class _Item:
     number: int  # the line's number in the damaged file, from 1
     raw: bytes  # the line (or the part of it holding the record), without its newline
     record: dict[str, Any] | None  # None: unreadable
+    note: str | None = None  # what the repair did to its line, when it salvaged a record
 
 
 @dataclass
@@ -82,57 +78,48 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # one per change; none: nothing to repair
     kept: int = 0  # records in ``content``
     dropped: list[int] = field(default_factory=list)  # numbers of the lines left out
+    backup: Path | None = None  # where ``repair`` copied the original; None: nothing written
 
 
 def plan_repair(data: bytes) -> Plan:
     """What ``repair`` writes for journal ``data`` (pure: reads and writes nothing)."""
     *whole, tail = data.split(b"\n")
     items: list[_Item] = []
-    notes: list[str] = []
     for number, line in enumerate(whole, start=1):
         record = parse_record(line)
-        if record is not None:
-            items.append(_Item(number, line, record))
-            continue
-        salvaged, note = _salvage(number, line)
-        items += salvaged or [_Item(number, line, None)]
-        if note:
-            notes.append(note)
-    if tail:
-        end = parse_record(tail)
-        if end is not None:
-            items.append(_Item(len(whole) + 1, tail, end))
-            notes.append(f"line {len(whole) + 1}: a whole record without its newline: added it")
-    lines, rebuilt, dropped = _rebuild(items, _lost_creates(items))
-    notes += rebuilt
-    if tail and parse_record(tail) is None:
+        items += [_Item(number, line, record)] if record is not None else _salvage(number, line)
+    end = parse_record(tail) if tail else None
+    if end is not None:
+        note = f"line {len(whole) + 1}: a whole record without its newline: added it"
+        items.append(_Item(len(whole) + 1, tail, end, note))
+    lines, notes, dropped = _rebuild(items)
+    if tail and end is None:
         notes.append(
             f"end: dropped {len(tail)} bytes after the last newline, a record cut off mid-append"
         )
-    content = b"".join(line + b"\n" for line in lines)
-    return Plan(content, sorted(notes, key=_line_order), len(lines), dropped)
+    return Plan(b"".join(line + b"\n" for line in lines), notes, len(lines), dropped)
 
 
-def _salvage(number: int, line: bytes) -> tuple[list[_Item], str | None]:
-    """The whole records of a damaged line: one written onto a record cut off mid-append (the
-    cut bytes go), or two run together where a newline was lost (both kept)."""
+def _salvage(number: int, line: bytes) -> list[_Item]:
+    """The items of a damaged line: the whole record at its end, written onto a record cut off
+    mid-append, or two records run together where a newline was lost (both kept)."""
     for match in _RECORD_START.finditer(line, 1):
-        record = parse_record(line[match.start() :])
+        head, rest = line[: match.start()], line[match.start() :]
+        record = parse_record(rest)
         if record is None:
             continue
-        head, rest = line[: match.start()], line[match.start() :]
         first = parse_record(head)
         if first is not None:
             note = f"line {number}: two records run together (a lost newline): split"
-            return [_Item(number, head, first), _Item(number, rest, record)], note
+            return [_Item(number, head, first, note), _Item(number, rest, record)]
         note = (
             f"line {number}: kept the whole record at its end; the {len(head)} bytes before it "
             "are a record cut off mid-append"
         )
         # the cut bytes stay an unreadable item: if they created a trial or a study that later
         # records refer to, _rebuild puts a stand-in in their place, else drops them
-        return [_Item(number, head, None), _Item(number, rest, record)], note
-    return [], None
+        return [_Item(number, head, None, note), _Item(number, rest, record)]
+    return [_Item(number, line, None)]
 
 
 class _Ids:
@@ -152,13 +139,13 @@ class _Ids:
         op, study = record["op_code"], record.get("study_id")
         if isinstance(record.get("datetime_start"), str):
             self.last_time = record["datetime_start"]
-        if op == CREATE_STUDY and record.get("study_name") not in self.studies.values():
+        if op == Op.CREATE_STUDY and record.get("study_name") not in self.studies.values():
             self.studies[self.n_studies] = str(record.get("study_name"))
             self.trials_of[self.n_studies] = 0
             self.n_studies += 1
-        elif op == DELETE_STUDY:
+        elif op == Op.DELETE_STUDY:
             self.studies.pop(study, None)  # type: ignore[arg-type]
-        elif op == CREATE_TRIAL and study in self.studies:
+        elif op == Op.CREATE_TRIAL and study in self.studies:
             self.n_trials += 1
             self.trials_of[study] += 1
             self.last_study = study
@@ -167,7 +154,7 @@ class _Ids:
         """Which kind ("study" or "trial") of id ``record`` names that is not created yet; None
         when there is none."""
         study, trial = record.get("study_id"), record.get("trial_id")
-        if record["op_code"] != CREATE_STUDY and _is_id(study) and study >= self.n_studies:
+        if record["op_code"] != Op.CREATE_STUDY and _is_id(study) and study >= self.n_studies:
             return "study"
         if _is_id(trial) and trial >= self.n_trials:
             return "trial"
@@ -178,71 +165,52 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _lost_creates(items: list[_Item]) -> dict[int, str]:
-    """The unreadable items that created a study or a trial (``id(item)`` -> "study" or
-    "trial"): each record that refers to one not created yet is explained by the last
-    unreadable line before it that may have created one. Replayed again after each find, so
-    the ids always follow Optuna's order."""
-    creates: dict[int, str] = {}
-    while True:
-        ids = _Ids()
-        pending: list[_Item] = []
-        for item in items:
-            if item.record is None:
-                if id(item) in creates:
-                    _apply_stand_in(ids, creates[id(item)])
-                elif _may_create(item.raw):
-                    pending.append(item)
-                continue
-            kind = ids.gap(item.record)
-            if kind is not None and pending:
-                creates[id(pending[-1])] = kind
-                break
-            ids.apply(item.record)
-        else:
-            return creates
-
-
-def _apply_stand_in(ids: _Ids, kind: str) -> None:
-    if kind == "study":
-        ids.apply({"op_code": CREATE_STUDY, "study_name": object()})  # a name no study has
-    elif ids.studies:
-        study = ids.last_study if ids.last_study in ids.studies else max(ids.studies)
-        ids.apply({"op_code": CREATE_TRIAL, "study_id": study})
-
-
 def _may_create(raw: bytes) -> bool:
     """False for a damaged line whose op code survived and creates nothing."""
     match = _OP_CODE.match(raw)
-    return match is None or int(match.group(1)) in (CREATE_STUDY, CREATE_TRIAL)
+    return match is None or int(match.group(1)) in (Op.CREATE_STUDY, Op.CREATE_TRIAL)
 
 
-def _rebuild(
-    items: list[_Item], creates: dict[int, str]
-) -> tuple[list[bytes], list[str], list[int]]:
-    """The repaired journal's lines, a note per unreadable line, the numbers of those dropped."""
-    ids = _Ids()
-    lines: list[bytes] = []
-    notes: list[str] = []
-    dropped: list[int] = []
-    for k, item in enumerate(items):
-        if item.record is not None:
-            lines.append(item.raw)
-            ids.apply(item.record)
-            continue
-        kind = creates.get(id(item))
-        stand_in, note = None, f"line {item.number}: dropped ({len(item.raw)} bytes, no record)"
-        if kind == "study":
-            stand_in, note = _stand_in_study(item, ids, items[k + 1 :])
-        elif kind == "trial":
-            stand_in, note = _stand_in_trial(item, ids, items[k + 1 :])
-        if stand_in is not None:
-            lines.append(json.dumps(stand_in, separators=(",", ":")).encode())
-            ids.apply(stand_in)
+def _rebuild(items: list[_Item]) -> tuple[list[bytes], list[str], list[int]]:
+    """The repaired journal's lines, the notes in line order, the numbers of the lines dropped.
+
+    A record that refers to a study or a trial not created yet is explained by the last
+    unreadable line before it that may have created one: that line becomes a stand-in, and the
+    replay starts again, so that the ids always follow Optuna's order."""
+    creates: dict[int, str] = {}  # id(item) -> "study" or "trial": the lines that created one
+    while True:
+        ids = _Ids()
+        lines: list[bytes] = []
+        notes: list[str] = []
+        dropped: list[int] = []
+        pending: list[_Item] = []  # unreadable lines that may have created one
+        for k, item in enumerate(items):
+            notes += [item.note] if item.note else []
+            if item.record is not None:
+                kind = ids.gap(item.record)
+                if kind is not None and pending:
+                    creates[id(pending[-1])] = kind
+                    break
+                lines.append(item.raw)
+                ids.apply(item.record)
+                continue
+            kind = creates.get(id(item))
+            stand_in = None
+            note = f"line {item.number}: dropped ({len(item.raw)} bytes, no record)"
+            if kind == "study":
+                stand_in, note = _stand_in_study(item, ids, items[k + 1 :])
+            elif kind == "trial":
+                stand_in, note = _stand_in_trial(item, ids, items[k + 1 :])
+            elif _may_create(item.raw):
+                pending.append(item)
+            if stand_in is not None:
+                lines.append(json.dumps(stand_in, separators=(",", ":")).encode())
+                ids.apply(stand_in)
+            else:
+                dropped.append(item.number)
+            notes.append(note)
         else:
-            dropped.append(item.number)
-        notes.append(note)
-    return lines, notes, dropped
+            return lines, notes, dropped
 
 
 def _stand_in_study(item: _Item, ids: _Ids, later: list[_Item]) -> tuple[dict[str, Any], str]:
@@ -260,7 +228,7 @@ def _stand_in_study(item: _Item, ids: _Ids, later: list[_Item]) -> tuple[dict[st
     else:
         directions, how = _directions(study, later)
     record = {
-        "op_code": CREATE_STUDY,
+        "op_code": Op.CREATE_STUDY,
         "worker_id": REPAIR_WORKER,
         "study_name": name,
         "directions": directions,
@@ -277,35 +245,31 @@ def _directions(study: int, later: list[_Item]) -> tuple[list[int], str]:
     study that does not say its objectives gets Optuna's default."""
     for item in later:
         record = item.record or {}
-        if record.get("op_code") == 2 and record.get("study_id") == study:  # SET_STUDY_USER_ATTR
+        if record.get("op_code") == Op.SET_STUDY_USER_ATTR and record.get("study_id") == study:
             objectives = record.get("user_attr", {}).get(rec.OBJECTIVES)
             if isinstance(objectives, list) and objectives:
-                return [MAXIMIZE] * len(objectives), ""
-    return [MINIMIZE], ", direction unknown: minimize (Optuna's default)"
+                return [StudyDirection.MAXIMIZE.value] * len(objectives), ""
+    return [StudyDirection.MINIMIZE.value], ", direction unknown: minimize (Optuna's default)"
 
 
 def _stand_in_trial(
     item: _Item, ids: _Ids, later: list[_Item]
 ) -> tuple[dict[str, Any] | None, str]:
-    match = _STUDY_ID.search(item.raw)
-    study: int | None = int(match.group(1)) if match else None
-    if study not in ids.studies:
-        study = ids.last_study
-    if study not in ids.studies:
-        next_trial = (i.record for i in later if i.record and i.record["op_code"] == CREATE_TRIAL)
-        study = next((r.get("study_id") for r in next_trial), None)
-    if study not in ids.studies:
-        study = max(ids.studies, default=None)
+    # its study: as the line says, else the last trial's, the next trial's, the newest one
+    said = _STUDY_ID.search(item.raw)
+    creates = (i.record for i in later if i.record and i.record["op_code"] == Op.CREATE_TRIAL)
+    guesses = [said and int(said.group(1)), ids.last_study, next(creates, {}).get("study_id")]
+    study = next((s for s in guesses if s in ids.studies), max(ids.studies, default=None))
     if study is None:
         return None, f"line {item.number}: unreadable, it created a trial of a lost study: dropped"
     found = _DATETIME.search(item.raw)
     started = found.group(1).decode() if found else ids.last_time
     record = {
-        "op_code": CREATE_TRIAL,
+        "op_code": Op.CREATE_TRIAL,
         "worker_id": REPAIR_WORKER,
         "study_id": study,
         "datetime_start": started,
-        "state": RUNNING,
+        "state": TrialState.RUNNING.value,
         "system_attrs": {JOURNAL_REPAIR: f"put back for line {item.number}, which was unreadable"},
     }
     number = ids.trials_of[study]
@@ -322,47 +286,29 @@ def _json(text: bytes) -> Any:
         return None
 
 
-def _line_order(note: str) -> tuple[int, str]:
-    head = note.split(":", 1)[0]
-    return (int(head[5:]) if head.startswith("line ") else sys.maxsize, note)
-
-
 # ---------------------------------------------------------------------------------------------
 # the file and the command
 
 
-@dataclass
-class Repaired:
-    plan: Plan
-    backup: Path | None  # None: nothing to repair, the file is untouched
-
-
-def repair(path: Path) -> Repaired:
+def repair(path: Path) -> Plan:
     """Repair the journal file ``path`` in place (see the module's docstring)."""
     if not path.is_file():
         kind = "a directory" if path.is_dir() else "no such file"
         raise StorageError(f"cannot repair {path}: {kind}; give the path of a journal file")
-    if _starts_with(path, _SQLITE_HEADER):
+    if is_sqlite(path):
         raise StorageError(f"{path} is a SQLite database, not a journal file: nothing to repair")
-    with journal_lock(path):  # no writer appends meanwhile
+    with JournalLock(path) as lock:  # no writer appends meanwhile
         data = path.read_bytes()
         plan = plan_repair(data)
         if not plan.notes:
-            return Repaired(plan, None)
+            return plan
         if not plan.kept:  # a file of some other kind: repairing would empty it
             raise StorageError(
                 f"cannot repair {path}: none of its lines is an Optuna journal record; is it "
                 "the right file? Nothing changed"
             )
-        backup = write_beside(path, "bak", data)
-        temporary = path.with_name(f".{path.name}.repair-{os.getpid()}")
-        with temporary.open("wb") as f:
-            f.write(plan.content)
-            f.flush()
-            os.fsync(f.fileno())
-        shutil.copymode(path, temporary)
-        os.replace(temporary, path)  # atomic: a crash leaves the old file or the new one
-    return Repaired(plan, backup)
+        plan.backup = replace_journal(path, data, plan.content, lock)
+        return plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -392,30 +338,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if done.backup is None:
         print(f"{path}: every line is a whole record; nothing to repair")
         return 0
-    for note in done.plan.notes:
+    for note in done.notes:
         print(note)
-    dropped = done.plan.dropped
-    lost = (
-        f", dropped line{'s' if len(dropped) > 1 else ''} {_numbers(dropped)}" if dropped else ""
-    )
-    print(
-        f"repaired {path}: kept {done.plan.kept} records{lost}; the original is in {done.backup}"
-    )
+    dropped = ", ".join(map(str, done.dropped))
+    lost = f", dropped line{'s' if ',' in dropped else ''} {dropped}" if dropped else ""
+    print(f"repaired {path}: kept {done.kept} records{lost}; the original is in {done.backup}")
     print(_contents(path))
     return 0
 
 
-def _numbers(numbers: list[int]) -> str:
-    return ", ".join(str(n) for n in numbers)
-
-
 def _contents(path: Path) -> str:
     """What the repaired journal holds, read back as the search and the report read it."""
-    storage = read_storage(str(path))
-    assert storage is not None  # a named journal that exists
     studies = [
-        f"{s.study_name!r} ({len(storage.get_all_trials(s._study_id, deepcopy=False))} trials)"
-        for s in storage.get_all_studies()
+        f"{s.study_name!r} ({s.n_trials} trials)"
+        for s in optuna.get_all_study_summaries(read_storage(str(path)), include_best_trial=False)
     ]
     return f"it now holds {len(studies)} stud{'y' if len(studies) == 1 else 'ies'}: " + (
         ", ".join(studies) or "none"

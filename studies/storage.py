@@ -7,52 +7,35 @@ Torch-free, so ``python -m reports`` stays light.
 Default: Optuna's journal file ``reports/optuna-journal.log``. Several processes on one machine
 share it (appends are locked), it resumes, and both ``optuna-dashboard`` and the ``optuna`` CLI
 open it by its path. SQLite works for one process; PostgreSQL/MySQL URLs use Optuna's RDB
-storage with heartbeats, for workers on several machines.
+storage with heartbeats, for workers on several machines. What a journal file holds, its
+damage and its lock are studies/journal.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import logging
-import os
 import re
-import shlex
-import signal
-import threading
-import time
-import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages.journal import (
-    JournalFileBackend,
-    JournalFileSymlinkLock,
-    JournalStorage,
-)
-from optuna.storages.journal._storage import JournalOperation
+from optuna.storages.journal import JournalStorage
 
-from mnistcore.errors import UserError  # torch-free: mnistcore imports its modules lazily
+from studies.journal import StorageError, is_sqlite, open_journal
 
 __all__ = [
     "DEFAULT_JOURNAL",
     "HEARTBEAT_INTERVAL",
+    "KEEPALIVE",
     "StorageError",
     "advisory_key",
-    "damaged_lines",
     "first_line",
-    "journal_lock",
     "open_storage",
-    "parse_record",
     "read_storage",
-    "repair_command",
     "schema_lock",
-    "write_beside",
 ]
 
 # The journal file, not SQLite: SQLite locks the whole database file for each write, and with
@@ -68,21 +51,12 @@ GRACE_FACTOR = 3  # a trial silent for 3 heartbeats is stale: two heartbeats may
 # probe after 10 s idle, then every 5 s, dead after 3 unanswered. A vanished machine's session,
 # and with it its study lock (search/locks.py), is then gone in ~25 s instead of ~2 hours.
 KEEPALIVE = {"tcp_keepalives_idle": 10, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 3}
-STALE_JOURNAL_LOCK = 5  # seconds: a journal lock older than this was left by a dead writer
-_SQLITE_HEADER = b"SQLite format 3\x00"
 _URL_FORMS = (
     "use sqlite:///path.db, postgresql://user:pass@host/db, mysql://user:pass@host/db or a "
     "journal file path"
 )
 
-log = logging.getLogger("studies")
-
 StaleTrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
-
-
-class StorageError(UserError):
-    """The storage URL or path is malformed, unsupported, missing or unreachable, or does not
-    hold a study the user named; the message is one line naming it and the fix."""
 
 
 def open_storage(
@@ -143,7 +117,7 @@ def _open_journal(path: Path, *, create: bool) -> JournalStorage:
             f"--storage {str(path)!r} is a directory; give a journal file path such as "
             f"{path / 'optuna-journal.log'}"
         )
-    if path.is_file() and _starts_with(path, _SQLITE_HEADER):
+    if path.is_file() and is_sqlite(path):
         raise StorageError(
             f"{path} is a SQLite database, not a journal file: pass --storage sqlite:///{path}"
         )
@@ -166,15 +140,7 @@ def _open_journal(path: Path, *, create: bool) -> JournalStorage:
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        journal = str(path.resolve())
-        # a writer's lock mends a record cut off at the end before each append (_JournalLock)
-        lock = _JournalLock(journal, mend=create)
-        if path.is_file():
-            _check_end(path, reader=not create)
-            if create:
-                with journal_lock(path, lock):  # taking it mends the end now, before reading
-                    pass
-        storage = JournalStorage(_CtrlCSafeJournalFile(journal, lock_obj=lock))
+        return open_journal(path, writer=create)
     except OSError as e:
         raise StorageError(
             f"cannot open journal file {str(path)!r}: {e.strerror or e}; "
@@ -184,196 +150,6 @@ def _open_journal(path: Path, *, create: bool) -> JournalStorage:
         raise
     except ValueError as e:  # a record Optuna cannot replay (a StorageError is a ValueError too)
         raise StorageError(f"cannot read Optuna journal {path}: {first_line(e)}") from None
-    return storage
-
-
-# ---------------------------------------------------------------------------------------------
-# a damaged journal file
-#
-# Optuna appends each record as one JSON line under the journal's lock. Two kinds of damage:
-# * a cut end: the last line has no newline (a writer killed mid-append, a full disk, a power
-#   cut). Optuna's reader skips such a line, but its next append would glue a record onto it,
-#   and that line would stop every later read. A writer (open_storage) moves the cut bytes to a
-#   side file, holding the lock, before it reads and before each append (_mend_end); a reader
-#   (read_storage) leaves the file alone: it warns, and Optuna skips the bytes in memory.
-# * a damaged line: a whole (newline-ended) line that is not a record. Nothing can tell what it
-#   held, so no opener guesses: the error names the line and `python -m studies.repair`.
-
-_BLOCK = 1 << 16  # bytes read at a time when looking for the last lines of a journal
-_RECORD_HEAD = b'{"op_code":'  # how Optuna starts every record it writes
-_OP_CODES = frozenset(op.value for op in JournalOperation)  # what its replay understands
-
-
-def parse_record(line: bytes) -> dict[str, Any] | None:
-    """The journal record on ``line`` (one JSON object with an integer ``op_code``), or None."""
-    try:
-        record = json.loads(line)
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError
-        return None
-    if not isinstance(record, dict):
-        return None
-    op = record.get("op_code")
-    return record if _op_code_ok(op) else None
-
-
-def _op_code_ok(op: object) -> bool:
-    return isinstance(op, int) and not isinstance(op, bool) and op in _OP_CODES
-
-
-def damaged_lines(data: bytes) -> list[int]:
-    """The numbers (from 1) of the whole lines of journal ``data`` that are not records; a cut
-    end (the bytes after the last newline) is not a line."""
-    lines = data.split(b"\n")[:-1]
-    return [n for n, line in enumerate(lines, start=1) if parse_record(line) is None]
-
-
-def repair_command(path: Path | str) -> str:
-    return f"python -m studies.repair {shlex.quote(str(path))}"
-
-
-def _damaged_error(path: Path) -> StorageError:
-    """The one-line error for a journal holding lines that are not records."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        data = b""
-    bad = damaged_lines(data)
-    if bad and len(bad) == data.count(b"\n"):
-        return StorageError(
-            f"cannot read Optuna journal {path}: none of its lines is a journal record; pass "
-            "--storage an Optuna journal file or database URL"
-        )
-    if not bad:  # changed since Optuna read it: say what Optuna saw
-        where = "a line is not a journal record"
-    else:
-        rest = bad[1:]
-        more = (
-            f" (nor {'are lines' if len(rest) > 1 else 'is line'} {_numbers(rest)})"
-            if rest
-            else ""
-        )
-        where = f"line {bad[0]} is not a journal record{more}"
-    return StorageError(
-        f"cannot read Optuna journal {path}: {where}; run `{repair_command(path)}` to keep "
-        "every readable record (it backs the file up first)"
-    )
-
-
-def _numbers(numbers: list[int], shown: int = 5) -> str:
-    text = ", ".join(str(n) for n in numbers[:shown])
-    return text + (", ..." if len(numbers) > shown else "")
-
-
-def _line_ends(f: BinaryIO, size: int, count: int) -> list[int]:
-    """The offsets just past the file's last ``count`` newlines, the last first (fewer when the
-    file holds fewer)."""
-    ends: list[int] = []
-    pos = size
-    while pos > 0 and len(ends) < count:
-        start = max(0, pos - _BLOCK)
-        f.seek(start)
-        block = f.read(pos - start)
-        i = len(block)
-        while len(ends) < count and (i := block.rfind(b"\n", 0, i)) >= 0:
-            ends.append(start + i + 1)
-        pos = start
-    return ends
-
-
-def _check_end(path: Path, *, reader: bool) -> None:
-    """Raise the damaged-journal error when the last whole line is not a record (Optuna skips
-    it silently, until a record appended after it makes every read fail), or when the file has
-    no whole line and does not start as a record does (some other file, not to be cut aside);
-    as a ``reader``, warn about a cut end, which Optuna leaves out."""
-    with path.open("rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        ends = _line_ends(f, size, 2)
-        tail = ends[0] if ends else 0
-        last = ends[1] if len(ends) > 1 else 0
-        f.seek(last)
-        line = f.read(tail - last)
-        head = f.read(len(_RECORD_HEAD))
-    if line and parse_record(line) is None:
-        raise _damaged_error(path)
-    if not ends and size and not _RECORD_HEAD.startswith(head):
-        raise StorageError(
-            f"cannot read Optuna journal {path}: it holds no journal record; pass --storage an "
-            "Optuna journal file or database URL"
-        )
-    if reader and size > tail:
-        warnings.warn(
-            f"journal {path} ends with {size - tail} bytes without a newline (a record cut off "
-            "mid-append, or one being appended right now): left out; the next "
-            f"`python -m search.study --storage {shlex.quote(str(path))}` moves them aside",
-            stacklevel=2,
-        )
-
-
-def _mend_end(path: Path) -> None:
-    """Make the journal end with a newline, so that the next record starts a line of its own.
-    Call it holding the journal's lock: no writer is mid-append then, so a last line without
-    a newline was cut off for good. Its bytes move to a side file, unless they are a whole
-    record that only lacks its newline (added then)."""
-    with path.open("r+b") as f:
-        size = f.seek(0, os.SEEK_END)
-        if size == 0:
-            return
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return
-        ends = _line_ends(f, size, 1)
-        start = ends[0] if ends else 0
-        f.seek(start)
-        tail = f.read()
-        if os.fstat(f.fileno()).st_size != size:
-            return  # another writer appended meanwhile (it took a stale lock over): not cut
-        if parse_record(tail) is not None:
-            f.write(b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-            log.warning("journal %s: its last record lacked a newline; added it", path)
-            return
-        side = write_beside(path, "cut", tail)
-        if os.fstat(f.fileno()).st_size != size:  # the same check, after the slow side file
-            side.unlink()
-            return
-        f.truncate(start)
-        f.flush()
-        os.fsync(f.fileno())
-    log.warning(
-        "journal %s ended with %d bytes of a record cut off mid-append (a writer killed, a full "
-        "disk, a power cut): moved them to %s; every whole record is kept",
-        path, len(tail), side,
-    )  # fmt: skip
-
-
-def write_beside(path: Path, kind: str, data: bytes) -> Path:
-    """Write ``data`` to a new file ``<path>.<kind>-<date>-<time>`` beside ``path`` (never over
-    an existing one), synced to disk; returns its path."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 1000):
-        side = path.with_name(f"{path.name}.{kind}-{stamp}" + (f"-{n}" if n > 1 else ""))
-        try:
-            f = side.open("xb")
-        except FileExistsError:
-            continue
-        with f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        return side
-    raise FileExistsError(f"{path.name}.{kind}-{stamp}-*: no free name")
-
-
-@contextlib.contextmanager
-def journal_lock(path: Path, lock: JournalFileSymlinkLock | None = None) -> Iterator[None]:
-    """Hold the lock Optuna's writers of the journal ``path`` take for each append."""
-    lock = lock or _JournalLock(str(path.resolve()))
-    lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def _open_rdb(
@@ -481,117 +257,6 @@ def schema_lock(url: str, engine_kwargs: dict[str, Any]) -> Iterator[None]:
                 conn.commit()
     finally:
         engine.dispose()
-
-
-class _JournalLock(JournalFileSymlinkLock):
-    """Optuna's journal lock (a symlink ``<journal>.lock``, the one any Optuna writer of the
-    file takes), with a working takeover of a lock left behind by a writer killed inside an
-    append (SIGKILL, power loss).
-
-    Optuna's own takeover judges the lock's age by ``os.stat``, which follows the link: for a
-    relative journal path (our default ``reports/...``) the link resolves to nothing, and the
-    waiters spin forever at full CPU. This one reads the link's own age (``os.lstat``) and
-    takes over a lock older than STALE_JOURNAL_LOCK seconds; an append holds it milliseconds.
-
-    A writer's lock (``mend=True``) also mends the journal's end each time it is taken, before
-    the append it guards: a record cut off by a writer killed mid-append moves to a side file
-    instead of having the next record glued onto it (``_mend_end``).
-    """
-
-    def __init__(self, filepath: str, *, mend: bool = False) -> None:
-        super().__init__(filepath, grace_period=STALE_JOURNAL_LOCK)
-        self.mends = mend  # a writer's lock: each acquire mends a cut end first (_mend_end)
-
-    def acquire(self) -> bool:
-        delay = 0.001
-        while True:
-            try:
-                os.symlink(self._lock_target_file, self._lock_file)
-            except FileExistsError:
-                pass
-            else:
-                if self.mends:
-                    self._mend()
-                return True
-            try:
-                held = os.lstat(self._lock_file)
-            except FileNotFoundError:
-                continue  # released meanwhile: try again at once
-            age = time.time() - held.st_mtime
-            if age > self.grace_period:
-                log.warning(
-                    "journal lock %s left behind %.0f s ago by a writer that died; taking it "
-                    "over", self._lock_file, age,
-                )  # fmt: skip
-                self._take_over(held.st_ino)
-                continue
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    def _mend(self) -> None:
-        try:
-            _mend_end(Path(self._lock_target_file))
-        except BaseException:
-            self.release()
-            raise
-
-    def _take_over(self, stale_inode: int) -> None:
-        """Remove the stale lock, unless another waiter removed it and took a fresh one."""
-        moved = f"{self._lock_file}.{uuid.uuid4().hex}.stale"
-        try:
-            os.rename(self._lock_file, moved)
-        except FileNotFoundError:
-            return
-        if os.lstat(moved).st_ino == stale_inode:
-            os.unlink(moved)
-        else:  # a fresh lock another waiter took in between: put it back
-            os.rename(moved, self._lock_file)
-
-
-class _CtrlCSafeJournalFile(JournalFileBackend):
-    """The journal file backend with Ctrl-C held back while it reads or appends: an interrupt
-    inside its file lock would leave the lock behind (the next run then fails on it) or a
-    record half written. The KeyboardInterrupt comes right after the operation instead. A
-    damaged line read ends as the one-line StorageError naming it, not a JSONDecodeError."""
-
-    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
-        with _sigint_deferred():  # a generator: read it all while Ctrl-C is held back
-            try:
-                records = list(super().read_logs(log_number_from))
-            except ValueError:  # a line that is not JSON, with more lines after it
-                raise _damaged_error(Path(self._file_path)) from None
-            # JSON that is not a record ({}, null, an unknown op_code) would fail in Optuna's
-            # replay with a KeyError or AssertionError: the same one line instead
-            if not all(isinstance(r, dict) and _op_code_ok(r.get("op_code")) for r in records):
-                raise _damaged_error(Path(self._file_path))
-            return iter(records)
-
-    def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        with _sigint_deferred():
-            super().append_logs(logs)
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be changed from the main thread
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught and callable(previous):
-            previous(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt here
-
-
-def _starts_with(path: Path, header: bytes) -> bool:
-    try:
-        with path.open("rb") as f:
-            return f.read(len(header)) == header
-    except OSError:
-        return False
 
 
 def first_line(error: BaseException) -> str:

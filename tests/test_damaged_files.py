@@ -1,8 +1,8 @@
 """Nothing lost when a file is damaged: a journal whose last record was cut off or that holds a
 damaged line, a report folder that cannot be written, a run whose training diverges.
 
-Journals are real files written through the project's opener (reports/storage.py); the entry
-points run as real subprocesses.
+Journals are real files written through the project's opener (studies/storage.py, which hands
+the journal to studies/journal.py); the entry points run as real subprocesses.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 
 from mnistcore.errors import NonFiniteLossError, UserError
+from studies.journal import JournalLock, JournalOperation, parse_record
 from studies.repair import plan_repair, repair
-from studies.storage import StorageError, open_storage, parse_record, read_storage
+from studies.storage import StorageError, open_storage, read_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = "s"
@@ -33,7 +35,8 @@ TINY = [
     "--width", "4", "--depth", "1", "--hidden", "16", "--batch-size", "64",
     "--device", "cpu", "--threads", "1", "--no-report", "--quiet",
 ]  # fmt: skip
-CREATE_TRIAL, SET_TRIAL_INTERMEDIATE_VALUE = 4, 7  # Optuna's journal op codes
+CREATE_TRIAL = JournalOperation.CREATE_TRIAL
+SET_TRIAL_INTERMEDIATE_VALUE = JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE
 
 
 def run(module: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -205,27 +208,25 @@ def test_a_file_that_is_no_journal_is_refused_not_cut(tmp_path) -> None:
 # a damaged line: a whole line that is not a record
 
 
-def test_a_damaged_middle_line_is_one_error_naming_it(journal) -> None:
-    number = line_of(journal, SET_TRIAL_INTERMEDIATE_VALUE, trial_id=1)
-    replace_line(journal, number, b"not a record")
+# JSON that is no record ({}, null, an unknown op_code) would fail in Optuna's replay with a
+# KeyError; a damaged last line Optuna skips silently, until a record appended after it
+@pytest.mark.parametrize(
+    "line, last",
+    [(b"not a record", False), (b"{garbage", True), (b"{}", False), (b"null", False),
+     (b'{"op_code":99}', False), (b'{"op_code":"x"}', True)],
+)  # fmt: skip
+def test_a_damaged_line_is_one_error_naming_it(journal, line, last) -> None:
+    number = len(journal.read_bytes().splitlines()) if last else 11
+    replace_line(journal, number, line)
     damaged = journal.read_bytes()
 
-    for open_it in (lambda: open_storage(str(journal)), lambda: read_storage(str(journal))):
+    for open_it in (open_storage, read_storage):
         with pytest.raises(StorageError) as info:
-            open_it()
+            open_it(str(journal))
         message = str(info.value)
         assert f"line {number} is not a journal record" in message
         assert f"python -m studies.repair {journal}" in message and "\n" not in message
     assert journal.read_bytes() == damaged  # neither opener changed the file
-
-
-def test_a_damaged_last_whole_line_is_an_error_too(journal) -> None:
-    # Optuna skips it silently, until a record appended after it stops every read
-    number = len(journal.read_bytes().splitlines())
-    replace_line(journal, number, b"{garbage")
-
-    with pytest.raises(StorageError, match=f"line {number} is not a journal record"):
-        open_storage(str(journal))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +267,7 @@ def test_repair_puts_back_a_trial_whose_creating_line_was_lost(journal) -> None:
     done = repair(journal)
 
     assert done.backup is not None
-    assert any(f"line {number}: unreadable, but it created trial 1" in n for n in done.plan.notes)
+    assert any(f"line {number}: unreadable, but it created trial 1" in n for n in done.notes)
     # every trial is whole again: parameters, values, reports, attributes, numbers
     assert trials(journal) == before
 
@@ -297,8 +298,8 @@ def test_repair_keeps_a_whole_record_written_onto_a_cut_one(journal) -> None:
 
     done = repair(journal)
 
-    assert any("kept the whole record at its end" in note for note in done.plan.notes)
-    assert done.plan.dropped == [number - 1]  # the cut bytes
+    assert any("kept the whole record at its end" in note for note in done.notes)
+    assert done.dropped == [number - 1]  # the cut bytes
     # the glued record (trial 1's first report) is back; only the cut record is gone
     assert trials(journal)[1][3] == before[1][3]
 
@@ -318,15 +319,6 @@ def test_repair_puts_back_a_cut_record_that_created_a_trial(journal) -> None:
     after = trials(journal)
     assert sorted(after) == sorted(before)
     assert after[2] == before[2]
-
-
-@pytest.mark.parametrize("line", [b"{}", b"null", b'{"op_code":99}', b'{"op_code":"x"}'])
-def test_json_that_is_no_record_is_the_one_line_error(journal, line) -> None:
-    replace_line(journal, 11, line)
-    with pytest.raises(StorageError, match="python -m studies.repair"):
-        read_storage(str(journal))
-    with pytest.raises(StorageError, match="python -m studies.repair"):
-        open_storage(str(journal))
 
 
 def test_repair_of_a_sound_journal_changes_nothing(journal) -> None:
@@ -349,6 +341,33 @@ def test_repair_refuses_a_file_that_is_no_journal(tmp_path) -> None:
     (line,) = done.stderr.splitlines()
     assert line.startswith("error: ") and "none of its lines" in line
     assert other.read_bytes() == b"not a journal\nat all\n" and not beside(other, "bak")
+
+
+def test_repair_refuses_when_a_writer_took_its_lock_over_and_appended(journal, monkeypatch):
+    # a repair slower than the stale-lock takeover (5 s): a writer takes its lock over and
+    # appends; replacing the file would drop the record, releasing would delete its lock
+    replace_line(journal, 11, b"bad")
+    damaged = journal.read_bytes()
+    late = b'{"op_code":2,"worker_id":"w","study_id":0,"user_attr":{"late":1}}\n'
+    lock_file, writer = Path(f"{journal.resolve()}.lock"), JournalLock(journal)
+
+    def slow_plan(data: bytes):
+        past = time.time() - 60  # the repair has held its lock for a minute
+        os.utime(lock_file, (past, past), follow_symlinks=False)
+        writer.acquire()  # takes the lock over, as stale
+        with journal.open("ab") as f:
+            f.write(late)
+        return plan_repair(data)
+
+    monkeypatch.setattr("studies.repair.plan_repair", slow_plan)
+    with pytest.raises(StorageError, match=f"cannot repair {journal}: another process wrote"):
+        repair(journal)
+
+    # nothing changed: the late record is kept, no backup is left, the writer keeps its lock
+    assert journal.read_bytes() == damaged + late and not beside(journal, "bak")
+    assert lock_file.is_symlink()
+    writer.release()
+    assert not lock_file.is_symlink()
 
 
 def test_repair_drops_a_cut_end() -> None:
