@@ -1,26 +1,17 @@
-"""``Population``: K trials of one architecture trained as one fused module (HFTA's idea).
+"""``Population``: K configurations of one architecture trained as one fused module (HFTA's
+idea), the one trainer: ``fit`` is a population of one, the search trains K at a time.
 
-One trial of this CNN is too small to keep a GPU (launch-bound) or even two CPU cores busy.
-K configurations that share the architecture and the batch size train as one module instead:
-
-- the first conv has K*width output channels (every member reads the same 1-channel input);
-  later convs are grouped (``groups=K``), so member k only sees its own channels;
-- one ``F.batch_norm`` over the K*C stacked channels: statistics are per channel, so each
-  member's are exactly those of a separate model;
-- max-pool then ReLU as in ``mnistcore.model``; each member's map is flattened in (c, y, x)
-  order like ``nn.Flatten``; the linear layers are batched matmuls with weights (K, in, out);
-- the loss is the sum over members of each member's mean cross-entropy, so each member's
-  gradient is the one its own model would get;
+- the first conv has K*width output channels (all read the 1-channel input); later convs are
+  grouped (``groups=K``); one ``F.batch_norm`` over the K*C stacked channels keeps each
+  member's statistics; linear layers are batched matmuls with weights (K, in, out);
+- the loss is the sum of the members' mean cross-entropies, so each gets its own gradient;
 - SGD with per-member lr, momentum and weight decay as (K,) tensors, broadcast over every
-  parameter viewed member-first (every tensor keeps member k's values as its k-th chunk of
-  dim 0, so ``t.unflatten(0, (K, -1))`` is a view in any memory format).
+  parameter viewed member-first (``t.unflatten(0, (K, -1))`` is a view in any memory format).
 
-Members may differ in lr, momentum, weight_decay, dropout and seed (``MEMBER_FIELDS``); every
-other field must match (``fusible_key``, ``group_configs``). Member i starts from the weights
-``build_model(configs[i])`` gives after ``seed_everything(configs[i].seed)``, as in ``fit``. All
-members see the same batches: one CPU generator seeded with the FIRST member's seed draws the
-order (and a device generator seeded with it draws dropout masks), so member 0 trains exactly
-as ``fit(configs[0])`` would and the others as ``fit`` with member 0's batch order.
+Members may differ in ``MEMBER_FIELDS``. Member i starts from ``build_model(configs[i])``'s
+weights after ``seed_everything(configs[i].seed)``. All members see one batch order (and
+dropout generator) seeded with the FIRST member's seed, so member 0 trains exactly as
+``fit(configs[0])`` and the others as ``fit`` with member 0's batch order.
 """
 
 from __future__ import annotations
@@ -348,25 +339,13 @@ class Population:
         config = self.configs[member]
         with torch.random.fork_rng(devices=[]):  # build_model's init draws from the CPU RNG
             model = build_model(config, self.device)
-        convs, norms, linears = _layers(model)
         k = len(self._members)
-
-        def of(name: str) -> torch.Tensor:
-            return self._tensors[name].detach().unflatten(0, (k, -1))[position]
-
         with torch.no_grad():
-            for b, conv in enumerate(convs):
-                conv.weight.copy_(of(f"conv{b}.weight"))
-                conv.bias.copy_(of(f"conv{b}.bias"))
-            for b, norm in enumerate(norms):
-                norm.weight.copy_(of(f"bn{b}.weight"))
-                norm.bias.copy_(of(f"bn{b}.bias"))
-                norm.running_mean.copy_(of(f"bn{b}.running_mean"))
-                norm.running_var.copy_(of(f"bn{b}.running_var"))
+            for name, tensor in _member_tensors(model).items():
+                mine = self._tensors[name].detach().unflatten(0, (k, -1))[position]
+                tensor.copy_(mine.reshape(tensor.shape))
+            for norm in _layers(model)[1]:
                 norm.num_batches_tracked.fill_(self.steps)
-            for j, linear in enumerate(linears):
-                linear.weight.copy_(of(f"fc{j}.weight")[0].T)  # (in, out) -> (out, in)
-                linear.bias.copy_(of(f"fc{j}.bias")[0])
         return model
 
     def _position(self, member: int) -> int:
@@ -528,6 +507,22 @@ def _layers(model: nn.Module) -> tuple[list[nn.Conv2d], list[nn.BatchNorm2d], li
     )
 
 
+def _member_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``build_model``'s tensors under the population's names (linear weights as (in, out)
+    views): conv{b}.weight/bias, bn{b}.weight/bias/running_mean/running_var, fc{j}.weight/bias.
+    """
+    convs, norms, linears = _layers(model)
+    tensors: dict[str, torch.Tensor] = {}
+    for b, conv in enumerate(convs):
+        tensors[f"conv{b}.weight"], tensors[f"conv{b}.bias"] = conv.weight, conv.bias
+    for b, norm in enumerate(norms):
+        for field in ("weight", "bias", "running_mean", "running_var"):
+            tensors[f"bn{b}.{field}"] = getattr(norm, field)
+    for j, linear in enumerate(linears):
+        tensors[f"fc{j}.weight"], tensors[f"fc{j}.bias"] = linear.weight.T, linear.bias
+    return tensors
+
+
 def _stack_initial_weights(
     configs: Sequence[TrainConfig], device: torch.device, channels_last: bool
 ) -> dict[str, torch.Tensor]:
@@ -537,20 +532,10 @@ def _stack_initial_weights(
     conv{b}.weight (K*C, C_in, 5, 5), conv{b}.bias (K*C,), bn{b}.* (K*C,),
     fc{j}.weight (K, in, out) (nn.Linear's transposed), fc{j}.bias (K, out).
     """
-    per_member: list[dict[str, torch.Tensor]] = []
+    per_member = []
     for config in configs:
         seed_everything(config.seed)
-        convs, norms, linears = _layers(build_model(config))  # init draws on the CPU
-        tensors: dict[str, torch.Tensor] = {}
-        for b, conv in enumerate(convs):
-            tensors[f"conv{b}.weight"], tensors[f"conv{b}.bias"] = conv.weight, conv.bias
-        for b, norm in enumerate(norms):
-            tensors[f"bn{b}.weight"], tensors[f"bn{b}.bias"] = norm.weight, norm.bias
-            tensors[f"bn{b}.running_mean"] = norm.running_mean
-            tensors[f"bn{b}.running_var"] = norm.running_var
-        for j, linear in enumerate(linears):
-            tensors[f"fc{j}.weight"], tensors[f"fc{j}.bias"] = linear.weight.T, linear.bias
-        per_member.append(tensors)
+        per_member.append(_member_tensors(build_model(config)))  # init draws on the CPU
 
     stacked: dict[str, torch.Tensor] = {}
     for name in per_member[0]:
