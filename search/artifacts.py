@@ -1,12 +1,11 @@
 """Trained weights kept through Optuna's artifact API (``optuna.artifacts``).
 
-A complete trial that ranks among the study's best KEEP_BEST at the moment it ends stores its
-``state_dict`` as an artifact of the trial (user attr ``weights``: the artifact id); every
-confirmation run stores its weights as an artifact of the study. The store is a folder:
-beside the journal or SQLite file by default (``reports/optuna-journal-artifacts/``), or
-``--artifacts DIR``, a folder every worker machine sees (a shared mount) when workers run on
-several machines. optuna-dashboard lists the artifacts of a trial when started with
-``--artifact-dir`` on the same folder.
+A complete trial among the study's best KEEP_BEST when it ends stores its weights
+(``mnistcore.save_weights``) as an artifact of the trial (user attr ``weights``: the artifact
+id); every confirmation seed stores its weights as an artifact of the study. The store is a
+folder beside the journal or SQLite file by default (``reports/optuna-journal-artifacts/``), or
+``--artifacts DIR``, a folder every worker machine sees. optuna-dashboard lists a trial's
+artifacts when started with ``--artifact-dir`` on the same folder.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_
 from optuna.trial import TrialState
 from torch import nn
 
-from mnistcore import UserError
+from mnistcore import UserError, save_weights
 from studies import trial_record as rec
 
 log = logging.getLogger("search")
@@ -81,20 +80,22 @@ def upload_weights(
     filename: str,
     *,
     owner: optuna.Study | optuna.trial.BaseTrial,
-    storage: optuna.storages.BaseStorage | None = None,
-) -> str:
-    """Store ``model``'s state_dict (on the CPU) as artifact ``filename`` of ``owner``;
-    returns the artifact id."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, filename)
-        torch.save(state, path)
-        return upload_artifact(
-            artifact_store=store,
-            file_path=path,
-            study_or_trial=owner,  # type: ignore[arg-type]
-            storage=storage,
+    what: str,
+) -> str | None:
+    """Store ``model``'s weights (``mnistcore.save_weights``) as artifact ``filename`` of
+    ``owner``; the artifact id, or None with a warning naming ``what`` when the store cannot be
+    written: a full disk or a vanished mount must not cost the result just trained."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, filename)
+            save_weights(model, path)
+            owned: Any = owner
+            return upload_artifact(artifact_store=store, file_path=path, study_or_trial=owned)
+    except OSError as e:
+        log.warning(
+            "%s weights not kept: artifact store %s: %s", what, store_path(store), e.strerror or e
         )
+        return None
 
 
 def load_weights(store: FileSystemArtifactStore, artifact_id: str) -> dict[str, Any]:
@@ -117,17 +118,12 @@ class Keeper:
     def __call__(self, trial: optuna.trial.Trial, value: float, model: nn.Module) -> None:
         if len(trial.study.directions) == 1 and not self._ranks(trial, value):
             return
-        try:
-            artifact_id = upload_weights(
-                self.store, model, f"trial-{trial.number}-weights.pt", owner=trial
-            )
-        except OSError as e:  # a full disk, a vanished mount: the trial itself is still good
-            log.warning(
-                "trial %d's weights not kept: artifact store %s: %s",
-                trial.number, store_path(self.store), e.strerror or e,
-            )  # fmt: skip
-            return
-        trial.set_user_attr(rec.WEIGHTS, artifact_id)
+        name = f"trial-{trial.number}-weights.pt"
+        artifact_id = upload_weights(
+            self.store, model, name, owner=trial, what=f"trial {trial.number}'s"
+        )
+        if artifact_id is not None:
+            trial.set_user_attr(rec.WEIGHTS, artifact_id)
 
     def _ranks(self, trial: optuna.trial.Trial, value: float) -> bool:
         done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

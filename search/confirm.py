@@ -4,24 +4,23 @@ The search's best value is the best of many noisy single runs (on mnist-5k's 400
 images one image is 0.25 %), so it overstates its configuration: the winner's curse.
 ``--confirm TOP:SEEDS`` retrains the TOP distinct configurations by validation accuracy with
 SEEDS new seeds each (the search trial's seed + 1, + 2, ...), for the whole epoch budget, no
-pruning, and stores per configuration each seed's val and test accuracy (study user attribute
-``confirmed:<trial>``; reports/confirmation.py reads it). The confirmed winner is the best mean.
+pruning, and stores per configuration each seed's val and test accuracy and validation curve
+(study user attribute ``confirmed:<trial>``; studies/confirmation.py reads it). The confirmed
+winner is the best mean.
 
 ``--confirm auto`` (the default) takes SEEDS = 3 and as many of the top 3 configurations as fit
 in 30 % of the search's time, counting what earlier runs spent confirming (the best one always),
 estimating each from its search trial's seconds. Configurations already confirmed with enough
-seeds are not trained again: a rerun redoes nothing, a resumed study confirms only
-configurations new to the top.
+seeds are not trained again: a rerun redoes nothing.
 
-Seeds train one at a time with ``--population 1``; with ``--population K`` up to K seeds of a
-configuration train as one fused population, whose members share one batch order (seeded by
-the first), so their spread then covers the initial weights and dropout, not the order.
+Every seed trains alone through ``mnistcore.fit``, as ``python -m mnistcore --recipe`` does, so
+a recipe with that seed retrains it exactly. One process confirms at a time, holding the study's
+lock: the others on the same study (workers, machines) then find its records and report them.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +29,10 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import FrozenTrial, TrialState
 
-from mnistcore import Dataset, TrainConfig, evaluate, fit_population
+from mnistcore import Dataset, NonFiniteLossError, TrainConfig, evaluate, fit
 from search.artifacts import upload_weights
+from search.locks import StudyLock
+from search.recovery import trial_seconds, trial_span
 from studies import trial_record as rec
 from studies.confirmation import BUDGET_SHARE, config_key, stored_records
 from studies.intervals import format_spread, seed_spread
@@ -41,6 +42,9 @@ log = logging.getLogger("search")
 AUTO = "auto"
 AUTO_SEEDS = 3  # the fewest seeds whose t-interval is finite and not absurdly wide
 AUTO_MAX_TOP = 3
+MIN_SEEDS = 2  # what --timeout may cut the best configuration's seeds to: still a spread
+PARENT_CONFIRMS = "SEARCH_PARENT_CONFIRMS"  # env of a --workers child: its parent's --confirm
+RUNS = ("seeds", "val", "test", "weights", "curves")  # a record's lists, one item per seed
 
 
 @dataclass(frozen=True)
@@ -75,14 +79,9 @@ def parse_confirm(text: str) -> ConfirmSpec:
 
 
 def search_seconds(trials: list[FrozenTrial]) -> float:
-    """Seconds during which the study's finished trials were running: the union of their
-    start-end spans, so trials trained together (a population, parallel workers) count once."""
-    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    spans = sorted(
-        (t.datetime_start, t.datetime_complete)
-        for t in trials
-        if t.state in done and t.datetime_start and t.datetime_complete
-    )
+    """Seconds during which the study's finished trials trained (``trial_span``): the union of
+    their spans, so trials trained together (a population, parallel workers) count once."""
+    spans = sorted(span for t in trials if (span := trial_span(t)) is not None)
     total, end = 0.0, None
     for start, stop in spans:
         if end is not None and start < end:  # overlaps the previous span: count the rest
@@ -121,14 +120,31 @@ class Plan:
     spent: float  # seconds the stored confirmations took
     estimate: float  # seconds the training still to do is expected to take
     short: int  # configurations missing because the study has fewer complete trials than TOP
+    cut: list[str]  # what was left out to end before --timeout
+
+    def overrun(self) -> str | None:
+        """Why auto goes over its budget (it confirms the best configuration anyway)."""
+        if self.budget is None or self.spent + self.estimate <= self.budget:
+            return None
+        if self.estimate > self.budget:
+            return (
+                f"the best configuration alone needs about {self.estimate:.0f} s, over auto's "
+                f"{self.budget:.0f} s budget"
+            )
+        return (
+            f"earlier runs spent {self.spent:.0f} s of auto's {self.budget:.0f} s budget "
+            f"confirming, and the best configuration needs about {self.estimate:.0f} s more"
+        )
 
 
-def plan(study: optuna.Study, spec: ConfirmSpec, *, population: int = 1) -> Plan:
+def plan(study: optuna.Study, spec: ConfirmSpec, *, seconds: float | None = None) -> Plan:
     """What ``spec`` asks of the study now: the top configurations and their missing seeds.
 
-    ``auto``: the best configuration always, the next ones while the stored confirmations'
-    seconds plus the estimate stay within BUDGET_SHARE of the search's time; a configuration's
-    estimate is its search trial's seconds per run of ``population`` seeds."""
+    ``auto``: the best configuration always, each next one while the stored confirmations'
+    seconds plus the estimate stay within BUDGET_SHARE of the search's time (one already
+    confirmed costs nothing); a seed's estimate is its configuration's search trial seconds.
+    ``seconds`` (what --timeout leaves): the best configuration gets the seeds that fit, at
+    least MIN_SEEDS in all; another configuration only when all its seeds fit."""
     trials = study.get_trials(deepcopy=False)
     by_number = {t.number: t for t in trials}
     ranked = ranked_configs(trials)
@@ -138,21 +154,31 @@ def plan(study: optuna.Study, spec: ConfirmSpec, *, population: int = 1) -> Plan
     budget = BUDGET_SHARE * search_seconds(trials) if spec.auto else None
     top: list[FrozenTrial] = []
     to_train: dict[int, list[int]] = {}
-    estimate = 0.0
+    estimate, cut = 0.0, []
     for best in ranked[: spec.top]:
         number, record = by_key.get(config_key(best.user_attrs[rec.CONFIG]), (None, {}))
         trial = by_number.get(number, best) if number is not None else best
         missing = [s for s in confirm_seeds(trial, spec.seeds) if s not in record.get("seeds", [])]
-        runs = math.ceil(len(missing) / max(population, 1))
-        cost = runs * (best.duration.total_seconds() if best.duration else 0.0)
-        if budget is not None and top and spent + estimate + cost > budget:
-            break  # auto: the best always; the others only within the budget
+        per_seed = trial_seconds(best)
+        cost = len(missing) * per_seed
+        if budget is not None and top and cost and spent + estimate + cost > budget:
+            continue  # auto: the best always; the others only within the budget
+        if seconds is not None and cost > seconds - estimate:
+            if top:
+                cut.append(f"trial {trial.number}'s configuration")
+                continue
+            fits = int(max(seconds, 0) // per_seed) if per_seed else len(missing)
+            keep = max(fits, MIN_SEEDS - (spec.seeds - len(missing)))
+            if keep < len(missing):
+                cut.append(f"{len(missing) - keep} of the best configuration's {spec.seeds} seeds")
+                missing = missing[:keep]
+                cost = len(missing) * per_seed
         top.append(trial)
         estimate += cost
         if missing:
             to_train[trial.number] = missing
     short = 0 if spec.auto else max(spec.top - len(ranked), 0)
-    return Plan(top, to_train, budget, spent, estimate, short)
+    return Plan(top, to_train, budget, spent, estimate, short, cut)
 
 
 def confirm_seeds(trial: FrozenTrial, n: int) -> list[int]:
@@ -168,61 +194,71 @@ def confirm(
     *,
     device: str,
     threads: int,
-    population: int = 1,
+    lock: StudyLock | None = None,
     store: FileSystemArtifactStore | None = None,
+    seconds: float | None = None,
 ) -> float:
-    """Confirm the study's top configurations (``plan``); returns the wall seconds spent.
-    A configuration's record is stored after each run of seeds, so a Ctrl-C loses at most the
-    run in progress."""
+    """Confirm the study's top configurations (``plan``, within ``seconds`` when given) holding
+    ``lock``, the study's lock, so that a process planning after another finds its records;
+    returns the seconds spent training. A record is stored after each seed: a Ctrl-C loses at
+    most the seed in progress."""
     if spec.top == 0:
         return 0.0
-    the_plan = plan(study, spec, population=population)
-    if not the_plan.top:
-        log.warning("confirmation: no complete trial with a recorded configuration to confirm")
-        return 0.0
-    if the_plan.short:
-        log.warning(
-            "confirmation: --confirm %s asks for the top %d, the study has %d complete "
-            "configuration(s): confirming those",
-            spec, spec.top, len(the_plan.top),
-        )  # fmt: skip
-    if not the_plan.to_train:
-        log.info("confirmation: the top %d already confirmed, nothing to train", len(the_plan.top))
+    with (lock or StudyLock()).hold():
+        the_plan = plan(study, spec, seconds=seconds)
+        if not the_plan.top:
+            log.warning("confirmation: no complete trial with a recorded configuration")
+            return 0.0
+        if the_plan.short:
+            log.warning(
+                "confirmation: --confirm %s asks for the top %d, the study has %d complete "
+                "configuration(s): confirming those",
+                spec, spec.top, len(the_plan.top),
+            )  # fmt: skip
+        start = time.perf_counter()
+        if the_plan.to_train:
+            _train(study, data, spec, the_plan, device=device, threads=threads, store=store)
+        else:
+            log.info(
+                "confirmation: the top %d already confirmed, nothing to train", len(the_plan.top)
+            )
         _store_settings(study, spec, the_plan)
-        return 0.0
-    how = (
-        f"auto: {len(the_plan.top)} of the top {spec.top} fit in {BUDGET_SHARE:.0%} of the "
-        f"search's {the_plan.budget / BUDGET_SHARE:.0f} s"
-        if the_plan.budget is not None
-        else f"--confirm {spec}"
-    )
+        return time.perf_counter() - start if the_plan.to_train else 0.0
+
+
+def _train(
+    study: optuna.Study,
+    data: Dataset,
+    spec: ConfirmSpec,
+    the_plan: Plan,
+    **where: Any,  # device, threads, store
+) -> None:
+    how = f"--confirm {spec}"
+    if the_plan.budget is not None:
+        how = (
+            f"auto: {len(the_plan.top)} of the top {spec.top} fit in {BUDGET_SHARE:.0%} of the "
+            f"search's {the_plan.budget / BUDGET_SHARE:.0f} s"
+        )
     log.info(
         "confirmation: retraining the top %d configuration(s) with %d new seeds each (%s; "
         "about %.0f s)",
         len(the_plan.top), spec.seeds, how, the_plan.estimate,
     )  # fmt: skip
-    if the_plan.budget is not None and the_plan.spent + the_plan.estimate > the_plan.budget:
-        log.info(
-            "confirmation: the best configuration alone needs about %.0f s, over auto's %.0f s "
-            "budget; it is confirmed anyway (--confirm 0 skips confirmation)",
-            the_plan.estimate, the_plan.budget,
-        )  # fmt: skip
-    start = time.perf_counter()
+    if overrun := the_plan.overrun():
+        log.info("confirmation: %s; confirmed anyway (--confirm 0 skips it)", overrun)
+    if the_plan.cut:
+        log.warning(
+            "confirmation: to end within --timeout, left out %s", " and ".join(the_plan.cut)
+        )
     by_number = {t.number: t for t in the_plan.top}
     for number, seeds in the_plan.to_train.items():
-        record = _confirm_one(
-            study, by_number[number], seeds, data,
-            device=device, threads=threads, population=population, store=store,
-        )  # fmt: skip
+        record = _confirm_one(study, by_number[number], seeds, data, **where)
         val = [v for v in record["val"] if v is not None]
         log.info(
             "confirmed trial %d's configuration: val %s (the search's run: %.2f%%)",
             number, format_spread(seed_spread(val)) if val else "every seed diverged",
             100 * record["search_val"],
         )  # fmt: skip
-    spent = time.perf_counter() - start
-    _store_settings(study, spec, the_plan)
-    return spent
 
 
 def _store_settings(study: optuna.Study, spec: ConfirmSpec, the_plan: Plan) -> None:
@@ -234,6 +270,7 @@ def _store_settings(study: optuna.Study, spec: ConfirmSpec, the_plan: Plan) -> N
             "seeds": spec.seeds,
             "auto": spec.auto,
             "search_seconds": round(search_seconds(study.get_trials(deepcopy=False)), 2),
+            **({"cut": " and ".join(the_plan.cut)} if the_plan.cut else {}),
         },
     )
 
@@ -246,60 +283,49 @@ def _confirm_one(
     *,
     device: str,
     threads: int,
-    population: int,
     store: FileSystemArtifactStore | None,
 ) -> dict[str, Any]:
-    """Train ``trial``'s configuration with each of ``seeds``, merge the results into its
-    stored record and store it."""
+    """Train ``trial``'s configuration alone with each of ``seeds``; merge each seed's results
+    into its stored record (one written before "curves" existed gets None curves) and store it."""
     key = rec.CONFIRMED_PREFIX + str(trial.number)  # plan() gave the record's own trial
-    record = stored_records(study.user_attrs).get(trial.number, {})
+    old = stored_records(study.user_attrs).get(trial.number, {})
+    done = len(old.get("seeds", []))
     record = {
         "trial": trial.number,
         "config": trial.user_attrs[rec.CONFIG],
         "search_val": trial.values[0],
         "search_test": trial.user_attrs.get(rec.TEST_ACCURACY),
-        "seeds": list(record.get("seeds", [])),
-        "val": list(record.get("val", [])),
-        "test": list(record.get("test", [])),
-        "weights": list(record.get("weights", [])),
-        "diverged": list(record.get("diverged", [])),
-        "seconds": float(record.get("seconds", 0.0)),
+        **{k: (list(old.get(k, [])) + [None] * done)[:done] for k in RUNS},
+        "diverged": list(old.get("diverged", [])),
+        "seconds": float(old.get("seconds", 0.0)),
         "n_val": data.sizes["val"],
         "n_test": data.sizes["test"],
     }
     base = TrainConfig(**trial.user_attrs[rec.CONFIG]).replace(device=device, threads=threads)
-    for start in range(0, len(seeds), max(population, 1)):
-        chunk = seeds[start : start + max(population, 1)]
-        configs = [base.replace(seed=s) for s in chunk]
+    for seed in seeds:
         clock = time.perf_counter()
-        last = None
-        for pop, results in fit_population(configs, data):
-            last = pop, {r.member: r for r in results}
-        assert last is not None  # epochs >= 1
-        pop, results = last
-        for member, seed in enumerate(chunk):
-            result = results.get(member)
-            record["seeds"].append(seed)
-            if member in pop.diverged or result is None or math.isnan(result.val_accuracy):
-                record["val"].append(None)
-                record["test"].append(None)
-                record["weights"].append(None)
-                record["diverged"].append(seed)
-                continue
-            model = pop.member_model(member)
-            test = evaluate(model, data.to(pop.device).test)
-            record["val"].append(result.val_accuracy)
-            record["test"].append(test.accuracy)
-            record["weights"].append(
-                upload_weights(
-                    store,
-                    model,
-                    f"confirm-trial-{trial.number}-seed-{seed}-weights.pt",
-                    owner=study,
-                )  # fmt: skip
-                if store is not None
-                else None
-            )
+        curve, model = [], None
+        try:
+            for epoch in fit(base.replace(seed=seed), data):
+                curve.append(epoch.val_accuracy)
+                model = epoch.model
+        except NonFiniteLossError:
+            model = None
+            record["diverged"].append(seed)
+        weights = None
+        if model is not None and store is not None:
+            name = f"confirm-trial-{trial.number}-seed-{seed}-weights.pt"
+            what = f"trial {trial.number}'s seed {seed}"
+            weights = upload_weights(store, model, name, owner=study, what=what)
+        runs = {
+            "seeds": seed,
+            "val": curve[-1] if model is not None else None,
+            "test": evaluate(model, data.test).accuracy if model is not None else None,
+            "weights": weights,
+            "curves": curve,
+        }
+        for k in RUNS:
+            record[k].append(runs[k])
         record["seconds"] = round(record["seconds"] + time.perf_counter() - clock, 3)
-        study.set_user_attr(key, record)  # after each run: a Ctrl-C keeps the seeds done
+        study.set_user_attr(key, record)  # after each seed: a Ctrl-C keeps the seeds done
     return record

@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from search.recovery import trial_seconds
 from studies import trial_record as rec
 
 
@@ -60,10 +61,9 @@ def trial_line(trial: FrozenTrial, names: list[str]) -> str:
         value = "no value"
     reason = f" [{attrs[rec.FAIL_REASON]}]" if rec.FAIL_REASON in attrs else ""
     params = " ".join(f"{n}={_short(trial.params[n])}" for n in names if n in trial.params)
-    seconds = trial.duration.total_seconds() if trial.duration else 0.0
+    seconds = f"{trial_seconds(trial):.1f} s"
     return (
-        f"trial {trial.number} {trial.state.name} {value}, {epochs}, {seconds:.1f} s: "
-        f"{params}{reason}"
+        f"trial {trial.number} {trial.state.name} {value}, {epochs}, {seconds}: {params}{reason}"
     )
 
 

@@ -85,7 +85,7 @@ class FileLock(StudyLock):
 class AdvisoryLock(StudyLock):
     """PostgreSQL's session-level advisory lock, keyed by the study's name. If the holder's
     machine vanishes, the server drops the lock once TCP keepalive finds the connection dead
-    (reports/storage.py sets them on every connection: about 25 s)."""
+    (studies/storage.py sets them on every connection: about 25 s)."""
 
     atomic = True
 

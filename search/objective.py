@@ -1,17 +1,15 @@
 """The objective: train suggested configurations, report at each rung, stamp the results.
 
 ``Objective.run(trials, tell)`` trains a batch of trials: those whose configurations share the
-architecture and batch size train together as one ``mnistcore.Population`` (one fused module,
-``--population K``); a lone trial is a population of one. Each member reports to its own trial
-and is pruned on its own. The value is the **validation** accuracy after the last epoch (the
-model whose test accuracy is recorded); the test split is evaluated only for finished trials,
-only to report. With the ``throughput`` objective the trial also returns its median training
-img/s.
+architecture and batch size train as one ``mnistcore.Population`` (``--population K``), a lone
+trial as a population of one. Each member reports to its own trial and is pruned on its own.
+The value is the **validation** accuracy after the last epoch; the test split is evaluated
+only for finished trials, only to report. The ``throughput`` objective adds the median
+training img/s.
 
-Trials report at fractions of an epoch on large sets (``report_steps``): a step is
-``1/steps_per_epoch`` of an epoch, so successive halving's first rung (step 1) comes after a
-few thousand images instead of a whole 54k-image epoch. Members are evaluated only at the
-steps where a pruner can decide (1, 3, 9, ... steps) and at each epoch's end.
+A report step is ``1/steps_per_epoch`` of an epoch (``report_steps``), so on large sets
+successive halving's first rung comes after a few thousand images instead of a whole epoch.
+Members are evaluated only where a pruner can decide (steps 1, 3, 9, ...) and at epoch ends.
 """
 
 from __future__ import annotations
@@ -45,6 +43,7 @@ from mnistcore import (
     group_configs,
     resolve_device,
 )
+from search.recovery import LAST_REPORT, TRAINING_STARTED, now_stamp
 from search.space import DEFAULT_SPACE, SearchSpace, suggest
 from studies import trial_record as rec
 
@@ -74,11 +73,9 @@ def report_steps(n_train: int, epochs: int) -> tuple[int, list[int]]:
 @dataclass
 class Objective:
     """``Objective(data, space, base=...).run(trials, tell)`` trains ``suggest(trial, space)``
-    of each trial on ``data``; ``Objective(...)(trial)`` trains one (Optuna's objective form).
-
-    ``data`` is loaded once per process by the caller and reused by every trial. ``base``
-    holds the fields that are not searched (epochs, seed, device, dataset, threads).
-    ``stamps`` are user attributes written on every trial (see ``run_stamps``).
+    of each trial on ``data`` (loaded once per process); ``Objective(...)(trial)`` trains one
+    (Optuna's objective form). ``base`` holds the fields that are not searched (epochs, seed,
+    device, dataset, threads); ``stamps`` are user attributes for every trial (``run_stamps``).
     """
 
     data: Dataset
@@ -89,17 +86,14 @@ class Objective:
     # keep(trial, value, model) after a trial completes: stores its weights when worth it
     # (search.artifacts.Keeper); None keeps nothing
     keep: Callable[[optuna.trial.Trial, float, torch.nn.Module], None] | None = None
-    # Accounting for this process, read by the study to split wall time into training and
-    # Optuna's own work (sampler, pruner, storage).
+    # this process's time, which the study splits into training and Optuna's own work
     compute_seconds: float = 0.0  # model building, training, evaluation
     optuna_seconds: float = 0.0  # Optuna calls inside the objective (the rest is outside it)
 
     def __post_init__(self) -> None:
-        unknown = [o for o in self.objectives if o not in OBJECTIVES]
-        if unknown or not self.objectives or self.objectives[0] != "accuracy":
+        if tuple(self.objectives) not in (OBJECTIVES[:1], OBJECTIVES):
             raise ValueError(
-                f"objectives must start with 'accuracy' and be among {OBJECTIVES}, "
-                f"got {tuple(self.objectives)}"
+                f"objectives must be {OBJECTIVES[:1]} or {OBJECTIVES}, got {self.objectives}"
             )
 
     @property
@@ -147,32 +141,22 @@ class Objective:
                     rec.POPULATION_ID: group,
                     rec.POPULATION_SIZE: len(trials),
                     rec.POPULATION_MEMBER: member,
+                    TRAINING_STARTED: now_stamp(),  # this group's clock, not the ask's
                 }.items():
                     trial.set_user_attr(key, value)
-
         n_train = len(self.data.train.labels)
         per_epoch, steps = report_steps(n_train, configs[0].epochs)
         live = dict(enumerate(trials))
         ledgers = {m: _Ledger() for m in live}
-
-        def advance(target: int) -> None:
-            before, clock = population.images_seen, time.perf_counter()
-            population.train(target - population.images_seen)  # ends with a sync
-            seconds = time.perf_counter() - clock
-            for ledger in ledgers.values():
-                ledger.trained(population.images_seen - before, seconds, n_train)
-
-        too_big = False
         try:  # the first stretch needs all the memory the population will need
-            population = Population(configs, self.data)
-            advance(round(steps[0] * n_train / per_epoch))
+            population: Population | None = Population(configs, self.data)
+            _advance(population, round(steps[0] * n_train / per_epoch), ledgers, n_train)
         except torch.OutOfMemoryError:
             if len(trials) == 1:
                 raise
-            too_big = True
-        if too_big:
-            # out of the except block: its traceback no longer holds the population's tensors
             population = None
+        if population is None:
+            # out of the except block: its traceback no longer holds the population's tensors
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -185,7 +169,7 @@ class Objective:
             self._train(trials[half:], configs[half:], tell)
             return
         try:
-            self._fit(population, steps, per_epoch, advance, live, ledgers, tell)
+            self._fit(population, steps, per_epoch, live, ledgers, tell)
         except BaseException:  # a Ctrl-C too: the running members still say how far they got
             with self._optuna(), contextlib.suppress(Exception):
                 for member, trial in live.items():
@@ -197,7 +181,6 @@ class Objective:
         population: Population,
         steps: list[int],
         per_epoch: int,
-        advance: Callable[[int], None],
         live: dict[int, optuna.trial.BaseTrial],
         ledgers: dict[int, _Ledger],
         tell: Tell,
@@ -207,7 +190,7 @@ class Objective:
         for step in steps:
             target = round(step * n_train / per_epoch)
             if target > population.images_seen:
-                advance(target)
+                _advance(population, target, ledgers, n_train)
             for member, reason in population.diverged.items():
                 if member in live:
                     # an outcome of the configuration, not a bug: recorded, the others go on
@@ -215,13 +198,14 @@ class Objective:
                     self._end(live.pop(member), ledgers[member], tell, TrialState.PRUNED)
             if not live:
                 return
-            val = population.evaluate("val")
+            val, reported_at = population.evaluate("val"), now_stamp()
             pruned = []
             for member, trial in live.items():
                 ledgers[member].reported(val[member].accuracy)
-                if not self.prunes:
-                    continue
                 with self._optuna():
+                    trial.set_user_attr(LAST_REPORT, reported_at)  # a dead worker's end
+                    if not self.prunes:
+                        continue
                     trial.report(val[member].accuracy, step)
                     # after the last step there is nothing left to save: let it complete
                     if step < steps[-1] and trial.should_prune():
@@ -235,17 +219,13 @@ class Objective:
         test_split = self.data.to(population.device).test
         for member, trial in live.items():
             model = population.member_model(member)
-            test = evaluate(model, test_split)
             ledger = ledgers[member]
             with self._optuna():
-                trial.set_user_attr(rec.TEST_ACCURACY, test.accuracy)
+                trial.set_user_attr(rec.TEST_ACCURACY, evaluate(model, test_split).accuracy)
             if self.keep is not None:  # our own work, not Optuna's: outside its timer
                 self.keep(trial, ledger.last_accuracy, model)
-            values = (
-                ledger.last_accuracy
-                if self.prunes
-                else (ledger.last_accuracy, ledger.median_speed)
-            )
+            value = ledger.last_accuracy
+            values = value if self.prunes else (value, ledger.median_speed)
             self._end(trial, ledger, tell, TrialState.COMPLETE, values)
 
     def _end(
@@ -268,6 +248,17 @@ class Objective:
             yield
         finally:
             self.optuna_seconds += time.perf_counter() - start
+
+
+def _advance(
+    population: Population, target: int, ledgers: dict[int, _Ledger], n_train: int
+) -> None:
+    """Train ``population`` until each member has seen ``target`` images; log the stretch."""
+    before, clock = population.images_seen, time.perf_counter()
+    population.train(target - population.images_seen)  # ends with a sync
+    seconds = time.perf_counter() - clock
+    for ledger in ledgers.values():
+        ledger.trained(population.images_seen - before, seconds, n_train)
 
 
 @dataclass
@@ -301,15 +292,18 @@ class _Ledger:
         return float(statistics.median(self.speeds))
 
     def record(self, trial: optuna.trial.BaseTrial) -> None:
-        epochs = round(self.epochs, 4)
-        trial.set_user_attr(rec.EPOCHS_RUN, int(epochs) if epochs.is_integer() else epochs)
+        trial.set_user_attr(rec.EPOCHS_RUN, _epochs(self.epochs))
         trial.set_user_attr(rec.EPOCH_SECONDS, self.epoch_seconds)
         if self.reports:
             epochs, _ = max(self.reports, key=lambda r: r[1])  # the earliest wins a tie
-            best = round(epochs, 4)
-            trial.set_user_attr(rec.BEST_EPOCH, int(best) if best.is_integer() else best)
+            trial.set_user_attr(rec.BEST_EPOCH, _epochs(epochs))
         if self.speeds:
             trial.set_user_attr(rec.IMAGES_PER_SECOND, self.median_speed)
+
+
+def _epochs(value: float) -> float | int:
+    value = round(value, 4)
+    return int(value) if value.is_integer() else value
 
 
 def run_stamps(data: Dataset, *, device: str = "auto") -> dict[str, Any]:
@@ -331,19 +325,16 @@ def git_commit(folder: Path | None = None) -> str | None:
     """HEAD of the repository holding this code, with ``-dirty`` for uncommitted changes;
     None outside git (an installed copy, say)."""
     folder = folder or Path(__file__).resolve().parent
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        command = ["git", *args]
+        return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=10)
+
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10
-        )
+        head = git("rev-parse", "HEAD")
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")

@@ -1,28 +1,17 @@
-"""Crash recovery: which trials count toward the total, who runs each trial, and what happens
-to a trial whose worker died. One module, one retry marker (the user attr ``retry_of``).
+"""Crash recovery: which trials count toward the total, who runs each trial, what happens to a
+trial whose worker died, and how long a trial trained. One retry marker (``retry_of``).
 
-Any number of processes (``--workers N``, or the same command on several machines with
-``--storage postgresql://...``) run one study. Three rules keep the study whole:
-
-* **The total is exact.** ``--n-trials`` is the study's total. A trial counts once it is
-  WAITING, RUNNING or finished; a failed trial that has a retry does not count (its retry
-  does). A worker counts and creates its trial holding the study's lock (search/locks.py),
-  so two workers never both take the last trial. Storages without such a lock (MySQL) may end
-  a trial or two past the total when workers race.
-* **A crashed worker's trial is failed and run again once, with the same parameters.** Every
-  worker, holding the study's lock before it counts, calls ``recover``, which finds such
-  trials three ways: on a database, Optuna's heartbeat (a RUNNING trial silent for the grace
-  period; ``retry_stale`` queues its retry); on the journal, the trial's stamp (host, pid and
-  process start time) names a process of this machine that is gone (the ``--workers`` parent
-  names its dead child on any storage); under an atomic lock, a trial without a
-  stamp was created by a worker that died before stamping it (a live worker stamps its trial
-  before it lets go of the lock). A retry is not retried again.
-* **Workers wait for each other's last trials** (search/run.py), so that if one dies, a
-  survivor fails and reruns its trial instead of everyone leaving it behind.
-
-A Ctrl-C is not a crash, but it is treated alike: the trial loop (search/run.py) fails the
-trial with the reason INTERRUPTED, and the next run queues its retry (once, same parameters),
-so an interrupted trial costs nothing.
+* **The total is exact.** ``--n-trials`` is the study's total; a failed trial that has a retry
+  does not count (its retry does). Workers count and create trials holding the study's lock
+  (search/locks.py); without one (MySQL) racing workers may end a trial or two past it.
+* **A crashed worker's trial runs again once, with the same parameters.** ``recover`` (called
+  under the lock) finds such trials by Optuna's heartbeat on a database (``retry_stale``), by a
+  stamp (host, pid, process start time) naming a gone process of this machine, or, under an
+  atomic lock, by a missing stamp. A crash's retry is not retried: it could loop.
+* **A Ctrl-C is not a crash**: its trial fails with the reason INTERRUPTED and the next run
+  queues a retry, every time (a retry too), so the study still reaches ``--n-trials``.
+* **Workers wait for each other's last trials** (search/run.py), so a survivor reruns a dead
+  worker's trial.
 """
 
 from __future__ import annotations
@@ -31,6 +20,7 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +35,39 @@ log = logging.getLogger("search")
 
 _HAS_PROC = os.path.isdir("/proc/self")
 INTERRUPTED = "interrupted by the user (SIGINT)"  # the fail reason of a trial cut by Ctrl-C
+# The trial's clock (user attrs, ISO times in UTC). Optuna starts a trial when it is asked: K
+# trials asked together for a population start at once, though groups of other architectures
+# train one after the other; and a dead worker's trial ends when a later run notices it.
+TRAINING_STARTED = "training_started"  # when the trial's population started training
+LAST_REPORT = "last_report"  # when the trial last reported a validation accuracy
+
+
+def now_stamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def trial_span(trial: FrozenTrial) -> tuple[datetime, datetime] | None:
+    """When a finished trial trained (naive local times, as Optuna's): from its population's
+    start to its end; a failed trial ends at its last report (0 s without one), since its
+    worker may have died days before a rerun failed it. None for an unfinished trial."""
+    start, end = trial.datetime_start, trial.datetime_complete
+    if start is None or end is None:
+        return None
+    start = _local(trial.user_attrs.get(TRAINING_STARTED)) or start
+    if trial.state == TrialState.FAIL:
+        end = min(end, _local(trial.user_attrs.get(LAST_REPORT)) or start)
+    return start, max(start, end)
+
+
+def trial_seconds(trial: FrozenTrial) -> float:
+    span = trial_span(trial)
+    return (span[1] - span[0]).total_seconds() if span else 0.0
+
+
+def _local(stamp: Any) -> datetime | None:
+    if not isinstance(stamp, str):
+        return None
+    return datetime.fromisoformat(stamp).astimezone().replace(tzinfo=None)
 
 
 def proc_stat(pid: int) -> list[str] | None:
@@ -58,8 +81,7 @@ def proc_stat(pid: int) -> list[str] | None:
 
 
 def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """The trials that count toward ``--n-trials``: all, except failed trials that were retried
-    (their retry counts instead)."""
+    """The trials that count toward ``--n-trials``: all but failed trials that were retried."""
     retried = _retried(trials)
     return [t for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
 
@@ -69,8 +91,8 @@ def _retried(trials: Sequence[FrozenTrial]) -> set[int]:
 
 
 def worker_stamp() -> dict[str, Any]:
-    """What identifies this process to the others: its host, pid and start time (the start
-    time tells a reused pid from the original)."""
+    """What identifies this process to the others: host, pid and start time (which tells a
+    reused pid from the original)."""
     pid = os.getpid()
     try:
         stat = proc_stat(pid) if _HAS_PROC else None
@@ -115,14 +137,8 @@ def worker_gone(trial: FrozenTrial) -> bool:
     return fields[0] == "Z" or (started is not None and fields[19] != started)
 
 
-def unstamped(trial: FrozenTrial) -> bool:
-    """True for a trial its worker never stamped: the worker died between creating the trial
-    and stamping it."""
-    return rec.WORKER_PID not in trial.user_attrs
-
-
 def recover(study: optuna.Study, *, atomic: bool, dead_pid: int | None = None) -> None:
-    """Fail the RUNNING trials whose worker is gone and queue one retry of each; queue one retry
+    """Fail the RUNNING trials whose worker is gone and queue one retry of each; queue a retry
     of each trial a Ctrl-C cut short. Call it holding the study's lock (``atomic``: that lock
     is a real one), so that two workers never both retry one trial and an unstamped trial
     cannot be a live worker's. ``dead_pid``: a process of this machine known to be dead (the
@@ -137,16 +153,15 @@ def recover(study: optuna.Study, *, atomic: bool, dead_pid: int | None = None) -
     retried = _retried(trials)
     for t in trials:
         cut = t.state == TrialState.FAIL and t.user_attrs.get(rec.FAIL_REASON) == INTERRUPTED
-        if cut and t.number not in retried and rec.RETRY_OF not in t.user_attrs:
-            _queue_retry(study, t, INTERRUPTED)
+        if cut and t.number not in retried:
+            _queue_retry(study, t, INTERRUPTED, crashed=False)
     here = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        mine = t.user_attrs.get(rec.WORKER_HOST) == here
-        if dead_pid is not None and mine and t.user_attrs.get(rec.WORKER_PID) == dead_pid:
-            pass  # the parent saw this process die
-        elif not ((atomic and unstamped(t)) or (not heartbeat and worker_gone(t))):
-            continue
         pid = t.user_attrs.get(rec.WORKER_PID)
+        if dead_pid is not None and pid == dead_pid and t.user_attrs.get(rec.WORKER_HOST) == here:
+            pass  # the parent saw this process die
+        elif not ((atomic and pid is None) or (not heartbeat and worker_gone(t))):
+            continue
         reason = (
             "its worker died before the trial started" if pid is None
             else f"its worker (pid {pid}) died"
@@ -163,8 +178,10 @@ def retry_stale(study: optuna.Study, trial: FrozenTrial) -> None:
     _queue_retry(study, trial, "its worker stopped sending heartbeats")
 
 
-def _queue_retry(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
-    if rec.RETRY_OF in trial.user_attrs:
+def _queue_retry(
+    study: optuna.Study, trial: FrozenTrial, reason: str, *, crashed: bool = True
+) -> None:
+    if crashed and rec.RETRY_OF in trial.user_attrs:
         log.warning("trial %d failed: %s; a retry itself, not retried", trial.number, reason)
         return
     # an enqueued trial (the start point, a retry) may have died before suggesting its fixed

@@ -1,5 +1,5 @@
-"""Running a study: the trial loop of one process (``run_study``), or N worker processes on one
-study supervised by this one (``run_workers``, for ``--workers N``).
+"""Running a study in this process: the trial loop (``run_trials``), then the confirmation,
+the summary and the report (``run_study``); ``--workers N`` is search/workers.py.
 
 The trial loop asks, runs and tells each trial itself (as Optuna's own ``_run_trial`` does),
 so the study's lock, crash recovery (search/recovery.py), the heartbeat and Ctrl-C each sit in
@@ -11,16 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
@@ -31,85 +27,126 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from mnistcore import Dataset
 from mnistcore.cli import INTERRUPTED_EXIT
 from mnistcore.errors import UserError
-from search.artifacts import open_artifact_store
-from search.confirm import confirm
+from search.confirm import PARENT_CONFIRMS, confirm, parse_confirm, plan
 from search.console import progress_bar, trial_line
 from search.locks import StudyLock
+from search.objective import Objective
 from search.recovery import INTERRUPTED, counted, recover, stamp
-from search.setup import Place, StudySettings, load_data, locate, population_size, prepare
+from search.setup import Place, population_size, prepare
 from search.space import searched_names
 from search.summary import format_summary
 from studies import trial_record as rec
 from studies.storage import StorageError, first_line
 from studies.study_data import study_report
 
+if TYPE_CHECKING:
+    from search.cli import StudySettings
+
 log = logging.getLogger("search")
 
 POLL_SECONDS = 1.0  # how often an idle worker looks for stale or re-enqueued trials
 CONNECTION_RETRIES = 3  # database errors in a row (1 s, 2 s, 3 s apart) before giving up
-MAX_REPLACEMENTS = 3  # children the parent starts in place of crashed ones, per child slot
-START_TIMEOUT = 300.0  # seconds the parent waits for the first child to create the study
 
 # trains a batch of trials and tells each as it ends (search.objective.Objective.run), or a
 # plain Optuna objective (one trial -> its value, or optuna.TrialPruned)
-Objective = Callable[[optuna.trial.Trial], Any]
+AnyObjective = Callable[[optuna.trial.Trial], Any]
 OnTrialEnd = Callable[[FrozenTrial], None]
 
 
 def run_study(settings: StudySettings) -> int:
-    """Run (or resume) the study of ``settings`` in this process; returns the exit code."""
+    """Run (or resume) the study of ``settings`` in this process; returns the exit code.
+    ``--timeout`` bounds the whole run: the search stops early enough for the confirmation."""
+    started = time.monotonic()
     prepared = prepare(settings)
-    study, objective, lock = prepared.study, prepared.objective, prepared.place.lock
-    with lock.hold():  # dead or interrupted trials get their retry queued before counting
-        recover(study, atomic=lock.atomic)
+    study, place = prepared.study, prepared.place
+    with place.lock.hold():  # dead or interrupted trials get their retry queued before counting
+        recover(study, atomic=place.lock.atomic)
+    lines: list[str] = []
+    interrupted = False
     to_run = _to_run(study, settings.n_trials)
-    if not to_run and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        # a warning, so that --quiet still says why nothing ran
+    if to_run or study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        interrupted = _search(study, prepared.objective, settings, place.lock, started, lines)
+    else:  # a warning, so that --quiet still says why nothing ran
         log.warning(
             "study %r already has %d trials and --n-trials %d counts them: nothing to run; "
             "raise --n-trials above %d to continue it, or give --study-name for a new study",
             study.study_name, len(counted(study.get_trials(deepcopy=False))),
             settings.n_trials, settings.n_trials,
         )  # fmt: skip
-        interrupted = _confirm(study, prepared.objective.data, settings, prepared.store, [])
-        _finish(prepared.place, study, [], report=settings.report and not interrupted)
-        return INTERRUPTED_EXIT if interrupted else 0
+    data = prepared.objective.data
+    if not interrupted:
+        interrupted = confirm_study(study, data, settings, place, prepared.store, lines, started)
+    finish(place, study, lines, report=not settings.no_report and not interrupted)
+    return INTERRUPTED_EXIT if interrupted else 0
+
+
+def _search(
+    study: optuna.Study,
+    objective: Objective,
+    settings: StudySettings,
+    lock: StudyLock,
+    started: float,
+    lines: list[str],
+) -> bool:
+    """The trial loop with its progress bar and trial lines; adds this run's timing to
+    ``lines``; True when a Ctrl-C stopped it."""
     names = searched_names(settings.space)
-    bar = progress_bar(to_run, quiet=settings.quiet)
-    ledger = _Ledger()
+    bar = progress_bar(_to_run(study, settings.n_trials), quiet=settings.quiet)
+    ended: list[FrozenTrial] = []
 
     def on_trial_end(trial: FrozenTrial) -> None:
-        ledger.trials += 1
+        ended.append(trial)
         bar.total = bar.n + 1 + _to_run(study, settings.n_trials)  # a retry adds one
         bar.update(1)
         log.info("%s", trial_line(trial, names))
 
-    start = time.perf_counter()
+    # a --workers child leaves the confirmation to its parent, but keeps time for it too
+    later = parse_confirm(os.environ.get(PARENT_CONFIRMS, "0"))
+    confirmation = settings.confirm if settings.confirm.top else later
+
+    def least_confirmation() -> float:  # seconds of what plan() may cut the confirmation to
+        return plan(study, confirmation, seconds=0.0).estimate if confirmation.top else 0.0
+
+    start, interrupted, done = time.perf_counter(), False, True
     try:
-        run_trials(
+        done = run_trials(
             study,
             objective,
             n_trials=settings.n_trials,
             lock=lock,
-            timeout=settings.timeout,
+            timeout=_left(settings, started),
             population=population_size(settings),
             on_trial_end=on_trial_end,
+            keep=least_confirmation if settings.timeout else None,
         )
     except KeyboardInterrupt:
-        ledger.interrupted = True
+        interrupted = True
         log.warning(
             "interrupted: the running trial is marked FAIL; rerun the same command to resume "
             "(it runs that trial again first)"
         )
     finally:
-        ledger.wall_seconds = time.perf_counter() - start
+        wall = time.perf_counter() - start
         bar.close()
-    lines = ledger.lines(objective.compute_seconds)
-    if not ledger.interrupted:
-        ledger.interrupted = _confirm(study, objective.data, settings, prepared.store, lines)
-    report = settings.report and not ledger.interrupted
-    _finish(prepared.place, study, lines, report=report)
-    return INTERRUPTED_EXIT if ledger.interrupted else 0
+    if ended:  # where this run's time went: training (the objective's) vs Optuna's own work
+        overhead = max(wall - objective.compute_seconds, 0.0)
+        lines.append(
+            f"this run: {len(ended)} trial{'s' if len(ended) != 1 else ''} in {wall:.1f} s; "
+            f"Optuna's overhead (sampler, pruner, storage) {overhead:.1f} s = "
+            f"{overhead / wall if wall else 0.0:.1%} of it{'; interrupted' if interrupted else ''}"
+        )
+    if not done:
+        lines.append(
+            f"--timeout {settings.timeout:.0f} s: no trial started after "
+            f"{time.monotonic() - started:.0f} s"
+            + (", to leave time for the confirmation" if confirmation.top else "")
+        )
+    return interrupted
+
+
+def _left(settings: StudySettings, started: float) -> float | None:
+    """Seconds left of ``--timeout`` (None: no limit)."""
+    return settings.timeout - (time.monotonic() - started) if settings.timeout else None
 
 
 def _to_run(study: optuna.Study, n_trials: int) -> int:
@@ -119,49 +156,18 @@ def _to_run(study: optuna.Study, n_trials: int) -> int:
     return max(n_trials - len(counted(trials)), 0) + waiting
 
 
-def run_workers(settings: StudySettings, argv: list[str]) -> int:
-    """``--workers N``: N child processes run this command with ``--workers 1`` on one study;
-    this process supervises them, then prints the summary and builds the report once."""
-    place = locate(settings)  # the children must agree on the study's name: resolved here once
-    store = open_artifact_store(settings.artifacts, place.storage_name)  # before any child
-    parent = Parent(
-        argv=[*argv, "--study-name", place.study_name],
-        workers=settings.workers,
-        seed=settings.seed,
-        threads=settings.threads,
-        place=place,
-    )
-    log.info("%d workers on study %r in %s", parent.workers, place.study_name, place.storage_name)
-    start = time.perf_counter()
-    code = parent.run()
-    wall = time.perf_counter() - start
-    try:
-        study = place.load()
-    except KeyError:
-        return code or 1  # no child got as far as creating the study: it said why
-    line = f"{settings.workers} workers: {wall:.1f} s wall"
-    if parent.crashed:
-        line += f"; {parent.crashed} crashed, their trials retried"
-    lines = [line]
-    if (
-        code == 0
-        and settings.confirm.top
-        and _confirm(study, load_data(settings), settings, store, lines)
-    ):
-        code = INTERRUPTED_EXIT
-    _finish(place, study, lines, report=settings.report and code == 0)
-    return code
-
-
-def _confirm(
+def confirm_study(
     study: optuna.Study,
     data: Dataset,
     settings: StudySettings,
+    place: Place,
     store: FileSystemArtifactStore | None,
     lines: list[str],
+    started: float,
 ) -> bool:
-    """Confirm the study's top configurations (search/confirm.py), adding this run's line to
-    ``lines``; True when a Ctrl-C stopped it (what was confirmed is stored)."""
+    """Confirm the study's top configurations (search/confirm.py) under its lock, within what
+    ``--timeout`` leaves of the run ``started`` then, adding this run's line to ``lines``; True
+    when a Ctrl-C stopped it (what was confirmed is stored)."""
     if not settings.confirm.top:
         return False
     try:
@@ -171,8 +177,9 @@ def _confirm(
             settings.confirm,
             device=settings.device,
             threads=settings.threads,
-            population=population_size(settings),
+            lock=place.lock,
             store=store,
+            seconds=_left(settings, started),
         )
     except KeyboardInterrupt:
         log.warning(
@@ -185,7 +192,7 @@ def _confirm(
     return False
 
 
-def _finish(place: Place, study: optuna.Study, lines: list[str], *, report: bool) -> None:
+def finish(place: Place, study: optuna.Study, lines: list[str], *, report: bool) -> None:
     """Print the summary (``lines``: this run's timing) and build the report if asked."""
     print(format_summary(study_report(study), run_lines=lines))
     if not report:
@@ -205,45 +212,29 @@ def _finish(place: Place, study: optuna.Study, lines: list[str], *, report: bool
     log.info("report: %s", index)
 
 
-@dataclass
-class _Ledger:
-    """Where this run's time went: training (the objective's compute) vs Optuna's own work."""
-
-    wall_seconds: float = 0.0
-    trials: int = 0
-    interrupted: bool = False
-
-    def lines(self, compute_seconds: float) -> list[str]:
-        if not self.trials:
-            return []
-        overhead = max(self.wall_seconds - compute_seconds, 0.0)
-        share = overhead / self.wall_seconds if self.wall_seconds else 0.0
-        return [
-            f"this run: {self.trials} trial{'s' if self.trials != 1 else ''} in "
-            f"{self.wall_seconds:.1f} s; Optuna's overhead "
-            f"(sampler, pruner, storage) {overhead:.1f} s = {share:.1%} of it"
-            + ("; interrupted" if self.interrupted else "")
-        ]
-
-
 def run_trials(
     study: optuna.Study,
-    objective: Objective,
+    objective: AnyObjective,
     *,
     n_trials: int,
     lock: StudyLock,
     timeout: float | None = None,
     population: int = 1,
     on_trial_end: OnTrialEnd = lambda trial: None,
-) -> None:
+    keep: Callable[[], float] | None = None,
+) -> bool:
     """Run up to ``population`` trials at a time until the study as a whole has ``n_trials``
-    counted trials and none is WAITING or RUNNING (see ``_step``), or until ``timeout``
-    seconds have passed. A lost database connection is retried CONNECTION_RETRIES times, then
-    a StorageError."""
+    counted trials and none is WAITING or RUNNING (see ``_step``; True), or until ``timeout``
+    seconds have passed (False). ``keep()``: seconds to keep free at the end (for the
+    confirmation), besides the longest step so far. A lost database connection is retried
+    CONNECTION_RETRIES times, then a StorageError."""
     deadline = time.monotonic() + timeout if timeout else None
-    failures = 0
-    while deadline is None or time.monotonic() < deadline:
-        try:
+    failures, longest = 0, 0.0
+    while True:
+        clock = time.monotonic()
+        try:  # keep() reads the study too: a lost connection is handled alike
+            if deadline is not None and clock + (keep() + longest if keep else 0) >= deadline:
+                return False
             done = _step(study, objective, n_trials, lock, population, on_trial_end)
         except Exception as e:
             # the database went away (restart, network): finished trials are stored; a trial
@@ -263,14 +254,14 @@ def run_trials(
             )
             time.sleep(failures)
             continue
-        failures = 0
+        failures, longest = 0, max(longest, time.monotonic() - clock)
         if done:
-            return
+            return True
 
 
 def _step(
     study: optuna.Study,
-    objective: Objective,
+    objective: AnyObjective,
     n_trials: int,
     lock: StudyLock,
     population: int,
@@ -318,7 +309,7 @@ def _step(
 def _run_group(
     study: optuna.Study,
     trials: list[optuna.trial.Trial],
-    objective: Objective,
+    objective: AnyObjective,
     on_end: OnTrialEnd,
 ) -> None:
     """Train ``trials`` (the objective tells each as it ends), with a heartbeat beating for
@@ -350,7 +341,7 @@ def _run_group(
         raise error
 
 
-def _one_by_one(objective: Objective) -> Callable[..., None]:
+def _one_by_one(objective: AnyObjective) -> Callable[..., None]:
     """A plain Optuna objective as ``run(trials, tell)``."""
 
     def run(trials: list[optuna.trial.Trial], tell: Callable[..., None]) -> None:
@@ -391,113 +382,3 @@ def _where(study: optuna.Study) -> str:
     if url is None or not url.host:
         return "the --storage host"
     return f"{url.host}:{url.port or 'default port'}"
-
-
-# ---------------------------------------------------------------------------------------------
-# the parent of ``--workers N``
-
-
-@dataclass
-class _Child:
-    slot: int
-    seed: int
-    proc: subprocess.Popen[bytes]
-
-
-@dataclass
-class Parent:
-    """Starts ``workers`` children running ``python -m search.study ARGV --workers 1``,
-    forwards SIGINT, replaces crashed children after failing and re-enqueueing their trials."""
-
-    argv: list[str]
-    workers: int
-    seed: int
-    threads: int
-    place: Place
-    children: list[_Child] = field(default_factory=list)
-    interrupted: bool = False
-    crashed: int = 0
-    started: int = 0
-
-    def run(self) -> int:
-        previous = signal.signal(signal.SIGINT, self._on_sigint)
-        try:
-            self._start(0)
-            self._wait_for_study()  # one child creates the study (and its first trial) alone
-            first = self.children[0].proc.poll()
-            if first is not None and first != 0:
-                return first if first > 0 else 1  # it said why (a user error, say)
-            for slot in range(1, self.workers):
-                self._start(slot)
-            return self._supervise()
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    def _on_sigint(self, signum: int, frame: object) -> None:
-        self.interrupted = True
-        for child in self.children:
-            if child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGINT)
-
-    def _start(self, slot: int) -> None:
-        seed = self.seed * 1000 + self.started
-        self.started += 1
-        threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
-        argv = [
-            *self.argv,
-            "--workers", "1", "--seed", str(seed), "--threads", str(threads), "--no-report",
-            "--confirm", "0",  # the parent confirms once, after every worker is done
-        ]  # fmt: skip
-        env = {
-            **os.environ,
-            # idle OpenMP threads spin by default: N processes sharing few cores thrash
-            "OMP_WAIT_POLICY": "PASSIVE",
-            "TQDM_DISABLE": "1",  # N progress bars on one terminal would overwrite each other
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "search.study", *argv],
-            env=env,
-            stdout=subprocess.DEVNULL,  # the parent prints the one summary
-            start_new_session=True,  # Ctrl-C reaches the parent, which forwards it once
-        )
-        log.info("worker %d started: pid %d, seed %d, %d threads", slot, proc.pid, seed, threads)
-        self.children.append(_Child(slot, seed, proc))
-
-    def _wait_for_study(self) -> None:
-        first = self.children[0].proc
-        deadline = time.monotonic() + START_TIMEOUT
-        while first.poll() is None and not self.interrupted and time.monotonic() < deadline:
-            try:
-                if self.place.load().get_trials(deepcopy=False):
-                    return
-            except KeyError:
-                pass
-            time.sleep(0.2)
-
-    def _supervise(self) -> int:
-        codes: list[int] = []
-        replacements: dict[int, int] = {}
-        while self.children:
-            for child in list(self.children):
-                code = child.proc.poll()
-                if code is None:
-                    continue
-                self.children.remove(child)
-                if code < 0 and not self.interrupted and -code != signal.SIGINT:
-                    self.crashed += 1
-                    log.warning(
-                        "worker %d (pid %d) killed by signal %d", child.slot, child.proc.pid, -code
-                    )
-                    lock, pid = self.place.lock, child.proc.pid
-                    with lock.hold():  # its trials: FAIL, retry queued, at once
-                        recover(self.place.load(), atomic=lock.atomic, dead_pid=pid)
-                    if replacements.get(child.slot, 0) < MAX_REPLACEMENTS:
-                        replacements[child.slot] = replacements.get(child.slot, 0) + 1
-                        self._start(child.slot)
-                        continue
-                codes.append(code)
-            time.sleep(0.2)
-        if self.interrupted or any(c in (INTERRUPTED_EXIT, -signal.SIGINT) for c in codes):
-            return INTERRUPTED_EXIT
-        bad = [c for c in codes if c != 0]
-        return (bad[0] if bad[0] > 0 else 1) if bad else 0

@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
@@ -24,14 +24,10 @@ from mnistcore import (
     resolve_device,
 )
 from search.artifacts import Keeper, open_artifact_store, store_path
-from search.confirm import ConfirmSpec
 from search.locks import StudyLock, study_lock
 from search.objective import REDUCTION, Objective, report_steps, run_stamps
 from search.recovery import retry_stale
 from search.space import (
-    SEARCHABLE,
-    SearchSpace,
-    build_space,
     check_compatible,
     check_same_space,
     describe_space,
@@ -41,6 +37,9 @@ from search.space import (
 )
 from studies import trial_record as rec
 from studies.storage import open_storage
+
+if TYPE_CHECKING:
+    from search.cli import StudySettings
 
 log = logging.getLogger("search")
 
@@ -57,72 +56,10 @@ LARGE_SET = 10_000  # training images from which a set counts as large
 # from each bracket's trials alone, so 30 trials in 3 brackets would leave TPE mostly random.
 DEFAULT_PRUNER = "sha"
 TPE_STARTUP_TRIALS = 10  # random trials before TPE (and GP) start modelling
-DATA_SPLIT_SEED = 0  # the validation split never moves with --seed, so studies stay comparable
 
 
 class StudyError(UserError):
     """The study in storage does not match this run's settings."""
-
-
-@dataclass(frozen=True)
-class StudySettings:
-    """Everything a run needs, parsed and validated before any data is loaded. The field names
-    are the command line's (``--data-dir`` is ``data_dir``); the defaults are the parser's
-    (search/cli.py)."""
-
-    space: SearchSpace
-    dataset: str
-    data_dir: str
-    device: str
-    threads: int
-    n_trials: int
-    timeout: float | None  # seconds; None: no limit
-    epochs: int | None  # None: chosen from the training set's size once it is loaded
-    sampler: str
-    pruner: str
-    objectives: tuple[str, ...]
-    storage: str | None
-    study_name: str | None
-    seed: int
-    report: bool
-    quiet: bool
-    synthetic_size: int
-    workers: int
-    heartbeat: int | None
-    population: int  # trials trained together as one fused module (1: one at a time)
-    confirm: ConfirmSpec  # retrain the top configurations with new seeds (search/confirm.py)
-    artifacts: str | None  # the artifact store's folder; None: beside the storage; "none"
-    pruner_given: bool = field(default=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.sampler == "cmaes" and len(self.objectives) > 1:
-            raise StudyError(
-                "--sampler cmaes handles one objective only; use --sampler tpe, gp, random or "
-                "qmc with --objectives accuracy,throughput"
-            )
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> StudySettings:
-        base = TrainConfig(
-            epochs=args.epochs or SMALL_SET_EPOCHS,
-            seed=args.seed,
-            device=args.device,
-            threads=args.threads,
-        )
-        overrides = {
-            name: getattr(args, f"space_{name}")
-            for name in SEARCHABLE
-            if getattr(args, f"space_{name}") is not None
-        }
-        derived = {
-            "space": build_space(overrides=overrides, toml_path=args.space, base=base),
-            "timeout": args.timeout or None,
-            "pruner": args.pruner or DEFAULT_PRUNER,
-            "pruner_given": args.pruner is not None,
-            "report": not args.no_report,
-        }
-        copied = {f.name: getattr(args, f.name) for f in fields(cls) if f.name not in derived}
-        return cls(**copied, **derived)
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,9 +127,9 @@ def prepare(settings: StudySettings) -> Prepared:
             )
     if stored is not None and s.epochs is None:
         _check_resumable(stored, s, dataset=place.dataset, epochs=epochs)
-    n_existing = _count_finished(stored)
+    n_existing = sum(t.state.is_finished() for t in stored.trials) if stored is not None else 0
     prunes = len(s.objectives) == 1
-    pruner = s.pruner if prunes else "none"
+    pruner = (s.pruner or DEFAULT_PRUNER) if prunes else "none"
     study = optuna.create_study(
         storage=place.storage,
         study_name=place.study_name,
@@ -235,17 +172,22 @@ def prepare(settings: StudySettings) -> Prepared:
     if prunes:
         log.info(
             "sampler %s, pruner %s, up to %d epochs per trial, judged first after %s",
-            s.sampler, s.pruner, epochs,
+            s.sampler, pruner, epochs,
             "1 epoch" if per_epoch == 1 else f"1/{per_epoch} epoch",
         )  # fmt: skip
     else:
         log.info(
             "sampler %s; pruning disabled: Optuna cannot prune multi-objective studies%s",
             s.sampler,
-            f" (--pruner {s.pruner} ignored)" if s.pruner_given else "",
+            f" (--pruner {s.pruner} ignored)" if s.pruner else "",
         )
     base = TrainConfig(
-        epochs=epochs, seed=s.seed, device=s.device, threads=s.threads, dataset=data.name
+        epochs=epochs,
+        seed=s.seed,
+        device=s.device,
+        threads=s.threads,
+        dataset=data.name,
+        synthetic_size=s.synthetic_size,
     )
     objective = Objective(
         data,
@@ -259,11 +201,9 @@ def prepare(settings: StudySettings) -> Prepared:
 
 
 def load_data(settings: StudySettings) -> Dataset:
-    """The study's data: the validation split never moves with --seed (DATA_SPLIT_SEED)."""
+    """The study's data (its validation split is fixed by the dataset, never by --seed)."""
     s = settings
-    return load_dataset(
-        s.dataset, data_dir=s.data_dir, seed=DATA_SPLIT_SEED, synthetic_size=s.synthetic_size
-    )
+    return load_dataset(s.dataset, data_dir=s.data_dir, synthetic_size=s.synthetic_size)
 
 
 def default_epochs(n_train: int) -> int:
@@ -317,12 +257,6 @@ def _brackets(pruner: str, steps: int) -> int:
     if pruner != "hyperband":
         return 1
     return math.floor(math.log(steps, REDUCTION) + 1e-9) + 1
-
-
-def _count_finished(study: optuna.Study | None) -> int:
-    if study is None:
-        return 0
-    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
 
 
 def _check_resumable(

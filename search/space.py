@@ -1,18 +1,12 @@
 """The search space: which ``TrainConfig`` fields a study varies, over which ranges.
 
 ``suggest(trial, space)`` is the one function that turns an Optuna trial into a validated
-``TrainConfig``; test it with ``optuna.trial.FixedTrial``. Ranges come from ``DEFAULT_SPACE``,
-then a TOML file (``--space file.toml``), then flags (``--lr 1e-4:1 --momentum 0.9``).
-
-Value syntax, on the command line and as a TOML string:
-
-- ``LOW:HIGH`` a range; floats and ints, log scale where the parameter's default is log
-  (append ``:log`` or ``:linear`` to choose), e.g. ``--lr 1e-4:1``, ``--width 4:64``;
-- ``A,B,C`` a choice between values, e.g. ``--batch-size 64,128``, ``--batch-norm true,false``;
-- ``V`` a single value pins the parameter, e.g. ``--momentum 0.9``.
-
-In a TOML file each parameter is a scalar (pinned), such a string, or a table
-``{low = 1e-4, high = 1, log = true}`` / ``{choices = [64, 128]}`` / ``{value = 0.9}``.
+``TrainConfig`` (test it with ``optuna.trial.FixedTrial``). Ranges come from ``DEFAULT_SPACE``,
+then a TOML file (``--space file.toml``), then flags. On the command line and as a TOML string,
+``LOW:HIGH`` is a range (log scale where the parameter's default is; append ``:log`` or
+``:linear`` to choose), ``A,B,C`` a choice, ``V`` pins the parameter. In a TOML file a parameter
+is also a scalar (pinned) or a table: ``{low = 1e-4, high = 1, log = true}``,
+``{choices = [64, 128]}``, ``{value = 0.9}``.
 """
 
 from __future__ import annotations
@@ -34,7 +28,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial
 
-from mnistcore import ConfigError, TrainConfig, UserError
+from mnistcore import PRESETS, ConfigError, TrainConfig, UserError
 from mnistcore.config import parse_bool
 
 
@@ -52,8 +46,12 @@ class Range:
     integer: bool = False
 
     def describe(self) -> str:
-        fmt = _fmt
-        return f"{fmt(self.low)}:{fmt(self.high)}{':log' if self.log else ''}"
+        return f"{_fmt(self.low)}:{_fmt(self.high)}{':log' if self.log else ''}"
+
+    def distribution(self) -> BaseDistribution:
+        if self.integer:
+            return IntDistribution(int(self.low), int(self.high), log=self.log)
+        return FloatDistribution(self.low, self.high, log=self.log)
 
 
 @dataclass(frozen=True)
@@ -65,29 +63,22 @@ class Choice:
     def describe(self) -> str:
         return ",".join(_fmt(v) for v in self.values)
 
+    def distribution(self) -> BaseDistribution:
+        return CategoricalDistribution(self.values)
+
 
 Dimension = Range | Choice
 SearchSpace = Mapping[str, Dimension]
 
-# Searchable TrainConfig fields and their scale. Log-scale parameters span orders of magnitude.
-_KINDS: dict[str, type] = {
-    "lr": float,
-    "momentum": float,
-    "weight_decay": float,
-    "dropout": float,
-    "width": int,
-    "depth": int,
-    "hidden": int,
-    "batch_size": int,
-    "batch_norm": bool,
-    "schedule": str,
-}
+# log-scale parameters span orders of magnitude
 _LOG_BY_DEFAULT = {"lr", "weight_decay", "width", "hidden", "batch_size"}
-SEARCHABLE = tuple(_KINDS)
 
-# Defaults sized for a 2-core CPU and mnist-5k: a two-block net with a one-cycle schedule
-# reaches ~98 % test accuracy in 9-10 epochs at ~1 s/epoch for width 16; the second conv's cost
-# grows with width squared (width 32 is ~2.5x slower than 16), hence the cap at 24.
+# Defaults sized for a 2-core CPU and mnist-5k: the study net (mnistcore's "study" preset, a
+# two-block net with a one-cycle schedule) reaches ~98 % test accuracy in 9-10 epochs at ~1
+# s/epoch for width 16; the second conv's cost grows with width squared (width 32 is ~2.5x
+# slower than 16), hence the cap at 24. The preset's architecture and batch size are pinned.
+STUDY_NET = PRESETS["study"]
+_PINNED = ("depth", "hidden", "batch_size", "schedule")
 DEFAULT_SPACE: dict[str, Dimension] = {
     # peak rate of the one-cycle schedule; below 0.01 a few epochs do not get far
     "lr": Range(0.01, 0.5, log=True),
@@ -95,23 +86,14 @@ DEFAULT_SPACE: dict[str, Dimension] = {
     "weight_decay": Choice((0.0,)),
     "dropout": Range(0.0, 0.5),
     "width": Range(4, 24, log=True, integer=True),  # channels of the first conv block
-    "depth": Choice((2,)),  # conv blocks; 1 is the tutorial's net
-    "hidden": Choice((128,)),
-    "batch_size": Choice((128,)),
     "batch_norm": Choice((True, False)),
-    "schedule": Choice(("onecycle",)),
+    **{name: Choice((STUDY_NET[name],)) for name in _PINNED},
 }
-
-
-# The first trial of a new study tries this known-good point (where it lies inside the space),
-# so the pruners compare every later trial against a strong baseline from the start.
-START_POINT: dict[str, Any] = {
-    "lr": 0.05,
-    "momentum": 0.9,
-    "width": 16,
-    "batch_norm": True,
-    "dropout": 0.25,
-}
+# The first trial of a new study tries the study net (where it lies inside the space), so the
+# pruners compare every later trial against a strong baseline from the start.
+START_POINT = {n: v for n, v in STUDY_NET.items() if n in DEFAULT_SPACE and n not in _PINNED}
+SEARCHABLE = tuple(DEFAULT_SPACE)  # the TrainConfig fields a space may hold
+_KINDS = {name: type(getattr(TrainConfig(), name)) for name in SEARCHABLE}  # float, int, ...
 
 
 def start_params(space: SearchSpace, point: Mapping[str, Any] = START_POINT) -> dict[str, Any]:
@@ -121,8 +103,7 @@ def start_params(space: SearchSpace, point: Mapping[str, Any] = START_POINT) -> 
         dim = space.get(name)
         if dim is None or not _is_searched(dim):
             continue
-        inside = value in dim.values if isinstance(dim, Choice) else dim.low <= value <= dim.high
-        if inside:
+        if value in dim.values if isinstance(dim, Choice) else dim.low <= value <= dim.high:
             params[name] = value
     return params
 
@@ -133,12 +114,9 @@ def suggest(
     *,
     base: TrainConfig | None = None,
 ) -> TrainConfig:
-    """Ask ``trial`` for every searched parameter of ``space``; pinned ones take their value,
-    fields not in ``space`` come from ``base``.
-
-    Pinned values are not Optuna params: Optuna refuses a parameter whose distribution kind,
-    scale or choices change within a study, and a pin is free to change between runs.
-    """
+    """Ask ``trial`` for every searched parameter of ``space``; fields not in it come from
+    ``base``. Pinned values are no Optuna params: Optuna refuses a parameter whose distribution
+    changes within a study, and a pin is free to change between runs."""
     values: dict[str, Any] = {}
     for name, dim in space.items():
         if not _is_searched(dim):
@@ -154,17 +132,7 @@ def suggest(
 
 def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
     """The Optuna distribution of each searched parameter (what ``suggest`` asks for)."""
-    out: dict[str, BaseDistribution] = {}
-    for name, dim in space.items():
-        if not _is_searched(dim):
-            continue
-        if isinstance(dim, Choice):
-            out[name] = CategoricalDistribution(dim.values)
-        elif dim.integer:
-            out[name] = IntDistribution(int(dim.low), int(dim.high), log=dim.log)
-        else:
-            out[name] = FloatDistribution(dim.low, dim.high, log=dim.log)
-    return out
+    return {name: dim.distribution() for name, dim in space.items() if _is_searched(dim)}
 
 
 def check_compatible(space: SearchSpace, trials: Iterable[FrozenTrial], study_name: str) -> None:
@@ -179,13 +147,10 @@ def check_compatible(space: SearchSpace, trials: Iterable[FrozenTrial], study_na
             try:
                 check_distribution_compatibility(old, new[name])
             except ValueError as e:
-                dim = space[name]
-                now = _describe_distribution(new[name]) if isinstance(dim, Range) else ""
-                flag = f"{_flag(name)} {dim.describe()}" + (f" ({now})" if now else "")
                 raise SpaceError(
-                    f"{flag} does not fit study {study_name!r}, which searched {name} as "
-                    f"{_describe_distribution(old)} ({e}); keep that, pin {name}, or use a new "
-                    "--study-name"
+                    f"{_flag(name)} {space[name].describe()} ({_describe(new[name])}) does not "
+                    f"fit study {study_name!r}, which searched {name} as {_describe(old)} ({e}); "
+                    f"keep that, pin {name}, or use a new --study-name"
                 ) from None
 
 
@@ -232,14 +197,6 @@ def check_same_space(
         )
 
 
-def _describe_distribution(dist: BaseDistribution) -> str:
-    if isinstance(dist, CategoricalDistribution):
-        return "choices " + ",".join(_fmt(v) for v in dist.choices)
-    assert isinstance(dist, FloatDistribution | IntDistribution)
-    scale = "log" if dist.log else "linear"
-    return f"range {_fmt(dist.low)}:{_fmt(dist.high)} ({scale})"
-
-
 def build_space(
     *,
     overrides: Mapping[str, str] | None = None,
@@ -270,13 +227,10 @@ def read_space_file(path: str | Path) -> dict[str, Dimension]:
         raise SpaceError(f"space file {str(path)!r} not found; check the --space path") from None
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise SpaceError(f"cannot read space file {str(path)!r}: {e}; fix the TOML") from None
-    space: dict[str, Dimension] = {}
-    for key, entry in doc.items():
-        name = key.replace("-", "_")
-        source = f"{path}: {key}"
-        _check_known(name, source)
-        space[name] = _from_toml(name, entry, source)
-    return space
+    return {
+        key.replace("-", "_"): _from_toml(key.replace("-", "_"), entry, f"{path}: {key}")
+        for key, entry in doc.items()
+    }
 
 
 def parse_dimension(name: str, text: str, *, source: str = "") -> Dimension:
@@ -294,9 +248,9 @@ def parse_dimension(name: str, text: str, *, source: str = "") -> Dimension:
             raise SpaceError(
                 f"{source} {text!r} is not a range; {name} takes {_syntax_hint(name)}"
             )
-        low, high = (_convert(name, p, source) for p in parts)
+        low, high = (_value(name, p, source) for p in parts)
         return Range(low, high, log=log, integer=_KINDS[name] is int)
-    values = tuple(_convert(name, p, source) for p in text.split(","))
+    values = tuple(_value(name, p, source) for p in text.split(","))
     if len(set(values)) != len(values):
         raise SpaceError(f"{source} {text!r} repeats a value; list each choice once")
     return Choice(values)
@@ -309,8 +263,8 @@ def check_space(
     sources: Mapping[str, str] | None = None,
 ) -> None:
     """Raise SpaceError for empty or reversed ranges, log ranges through 0, or values that
-    ``TrainConfig`` rejects (checked at both ends of each range and for each choice). An error
-    names where the parameter was set (``sources``: a flag or a space file; default the flag)."""
+    ``TrainConfig`` rejects (at both ends of a range, each choice), naming where the parameter
+    was set (``sources``: a flag or a space file; default the flag)."""
     base = base or TrainConfig()
     for name, dim in space.items():
         _check_known(name, name)
@@ -338,10 +292,6 @@ def check_space(
                 raise SpaceError(f"{where}: {e}; {fix}") from None
 
 
-def _flag(name: str) -> str:
-    return f"--{name.replace('_', '-')}"
-
-
 def describe_space(space: SearchSpace) -> str:
     """One line: ``lr=1e-3:0.5:log momentum=0.5:0.98 ... (pinned: depth=2, ...)``."""
     searched = [f"{n}={d.describe()}" for n, d in space.items() if _is_searched(d)]
@@ -359,66 +309,56 @@ def _is_searched(dim: Dimension) -> bool:
 
 
 def _from_toml(name: str, entry: object, source: str) -> Dimension:
+    _check_known(name, source)
     if isinstance(entry, str):
         return parse_dimension(name, entry, source=source)
-    if isinstance(entry, dict):
-        keys = set(entry)
-        if keys == {"value"}:
-            return Choice((_coerce(name, entry["value"], source),))
-        if keys == {"choices"} and isinstance(entry["choices"], list) and entry["choices"]:
-            return Choice(tuple(_coerce(name, v, source) for v in entry["choices"]))
-        if {"low", "high"} <= keys <= {"low", "high", "log"}:
-            log = entry.get("log", name in _LOG_BY_DEFAULT)
-            if not isinstance(log, bool):
-                raise SpaceError(
-                    f"{source}: log must be a boolean, got log = {log!r}; write log = true or "
-                    "log = false (no quotes)"
-                )
-            if _KINDS[name] in (bool, str):
-                raise SpaceError(f"{source}: {name} takes {_syntax_hint(name)}")
-            low, high = (_coerce(name, entry[k], source) for k in ("low", "high"))
-            return Range(low, high, log=log, integer=_KINDS[name] is int)
-        raise SpaceError(
-            f"{source}: table keys {sorted(keys)} not understood; use {{low, high[, log]}}, "
-            "{choices = [...]} or {value = ...}"
-        )
     if isinstance(entry, list):
         raise SpaceError(
             f"{source}: a bare list is ambiguous; write {{choices = {entry!r}}} or "
             f"{{low = {entry[0] if entry else 0!r}, high = ...}}"
         )
-    return Choice((_coerce(name, entry, source),))
-
-
-def _coerce(name: str, value: object, source: str) -> Any:
-    """A TOML value as the parameter's type (TOML already typed it; ints may stand for floats)."""
-    kind = _KINDS[name]
-    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        return value
+    if not isinstance(entry, dict):
+        return Choice((_value(name, entry, source),))
+    keys = set(entry)
+    if keys == {"value"}:
+        return Choice((_value(name, entry["value"], source),))
+    if keys == {"choices"} and isinstance(entry["choices"], list) and entry["choices"]:
+        return Choice(tuple(_value(name, v, source) for v in entry["choices"]))
+    if {"low", "high"} <= keys <= {"low", "high", "log"}:
+        log = entry.get("log", name in _LOG_BY_DEFAULT)
+        if not isinstance(log, bool):
+            raise SpaceError(
+                f"{source}: log must be a boolean, got log = {log!r}; write log = true or "
+                "log = false (no quotes)"
+            )
+        if _KINDS[name] in (bool, str):
+            raise SpaceError(f"{source}: {name} takes {_syntax_hint(name)}")
+        low, high = (_value(name, entry[k], source) for k in ("low", "high"))
+        return Range(low, high, log=log, integer=_KINDS[name] is int)
     raise SpaceError(
-        f"{source}: {value!r} is not a valid {name}; {name} takes {_syntax_hint(name)}"
+        f"{source}: table keys {sorted(keys)} not understood; use {{low, high[, log]}}, "
+        "{choices = [...]} or {value = ...}"
     )
 
 
-def _convert(name: str, text: str, source: str) -> Any:
-    kind, text = _KINDS[name], text.strip()
+def _value(name: str, raw: object, source: str) -> Any:
+    """A flag's text or a TOML value (typed; ints may stand for floats) as the parameter's."""
+    kind, given = _KINDS[name], raw
     try:
-        if kind is bool:
-            return parse_bool(text)
-        if kind is int:
-            return int(text)
-        if kind is float:
-            value = float(text)
-            if not math.isfinite(value):
-                raise ValueError(text)
-            return value
-        return text
+        if isinstance(raw, str) and kind is not str:
+            raw = parse_bool(raw) if kind is bool else kind(raw.strip())
     except ValueError:
-        raise SpaceError(
-            f"{source}: {text!r} is not a valid {name}; {name} takes {_syntax_hint(name)}"
-        ) from None
+        pass
+    if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
+        raw = float(raw)
+    if kind is str and isinstance(raw, str):
+        return raw.strip()
+    if type(raw) is kind and (kind is not float or math.isfinite(raw)):  # type: ignore[arg-type]
+        return raw
+    shown = given.strip() if isinstance(given, str) else given
+    raise SpaceError(
+        f"{source}: {shown!r} is not a valid {name}; {name} takes {_syntax_hint(name)}"
+    )
 
 
 def _check_known(name: str, source: str) -> None:
@@ -437,6 +377,17 @@ def _syntax_hint(name: str) -> str:
         return "one name or a comma list, e.g. onecycle,cosine"
     example = {"lr": "1e-4:1", "width": "4:64"}.get(name, "LOW:HIGH")
     return f"a range {example}, a comma list of {kind.__name__}s, or one value"
+
+
+def _describe(dist: BaseDistribution) -> str:
+    if isinstance(dist, CategoricalDistribution):
+        return "choices " + ",".join(_fmt(v) for v in dist.choices)
+    assert isinstance(dist, FloatDistribution | IntDistribution)
+    return f"range {_fmt(dist.low)}:{_fmt(dist.high)} ({'log' if dist.log else 'linear'})"
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
 
 
 def _fmt(value: Any) -> str:

@@ -1,9 +1,7 @@
 """``python -m search.study``: an Optuna study over the CNN's hyperparameters.
 
-The command's code lives by job: search/cli.py (flags, ``main``), search/setup.py (storage,
-study, sampler, pruner, data), search/run.py (the trial loop, ``--workers N``),
-search/recovery.py (crashed workers' trials), search/console.py (progress, trial lines) and
-search/summary.py (the end-of-run summary). ``python -m search.study --help`` lists the flags.
+The command's code lives by job (see the ``search`` package docstring); ``python -m
+search.study --help`` lists the flags.
 """
 
 from mnistcore.cli import run_main

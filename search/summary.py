@@ -119,6 +119,8 @@ def _confirmation(confirmation: Confirmation) -> list[str]:
             f"confirmation: {seconds:.1f} s of training = {share:.0%} of the search's "
             f"{settings['search_seconds']:.1f} s{auto}"
         )
+    if confirmation.settings.get("cut"):
+        out.append(f"cut to end within --timeout: {confirmation.settings['cut']}")
     return out
 
 

@@ -26,7 +26,7 @@ def test_trains_one_config_and_prints_epochs():
         (["--dropout", "1.5"], "dropout=1.5"),
         (["--device", "tpu"], "device='tpu'"),
         (["--dataset", "cifar"], "cifar"),
-        (["--val-fraction", "2"], "val_fraction=2.0"),
+        (["--synthetic-size", "0"], "synthetic_size=0"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(args, needle):

@@ -25,7 +25,6 @@ from mnistcore import TrainConfig, build_model, evaluate, load_dataset, read_rec
 from search.artifacts import load_weights
 from search.cli import main
 from search.confirm import ConfirmSpec, parse_confirm, plan, search_seconds
-from search.setup import DATA_SPLIT_SEED
 from studies import trial_record as rec
 from studies.confirmation import extract_confirmation, stored_records
 from studies.intervals import seed_spread, wilson
@@ -46,7 +45,7 @@ def load(journal: Path) -> optuna.Study:
 
 
 def tiny_data():
-    return load_dataset("synthetic", seed=DATA_SPLIT_SEED, synthetic_size=300)
+    return load_dataset("synthetic", synthetic_size=300)
 
 
 # ---- intervals ----------------------------------------------------------------------------
@@ -354,15 +353,15 @@ def test_a_ctrl_c_during_confirmation_keeps_the_seeds_done(tmp_path, monkeypatch
     journal = tmp_path / "journal.log"
     assert main([*TINY, "--n-trials", "3", "--confirm", "0", "--storage", str(journal)]) == 0
     study = load(journal)
-    real, calls = confirm_module.fit_population, []
+    real, calls = confirm_module.fit, []
 
-    def interrupted_on_the_third(configs, data):
-        calls.append(configs)
+    def interrupted_on_the_third(config, data):
+        calls.append(config)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        yield from real(configs, data)
+        yield from real(config, data)
 
-    monkeypatch.setattr(confirm_module, "fit_population", interrupted_on_the_third)
+    monkeypatch.setattr(confirm_module, "fit", interrupted_on_the_third)
     with pytest.raises(KeyboardInterrupt):
         confirm_module.confirm(
             study, tiny_data(), ConfirmSpec(1, 3), device="cpu", threads=1, store=None

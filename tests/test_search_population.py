@@ -18,9 +18,13 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from mnistcore import TrainConfig
 from search.cli import main
-from search.objective import report_steps
-from search.recovery import counted
+from search.locks import StudyLock
+from search.objective import Objective, report_steps
+from search.recovery import counted, trial_seconds, trial_span
+from search.run import run_trials
+from search.space import build_space
 from studies import trial_record as rec
 from studies.storage import read_storage
 
@@ -227,3 +231,17 @@ def test_a_study_reporting_in_other_steps_is_not_resumed(tmp_path, capsys) -> No
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "reported 9 time(s) per epoch" in err and "--study-name" in err
+
+
+def test_each_architecture_s_clock_starts_when_it_trains(synthetic) -> None:
+    study = optuna.create_study(direction="maximize")
+    for width in (4, 8):  # two architectures asked together: two populations, one after the other
+        study.enqueue_trial({"width": width})
+    space = build_space(overrides={"width": "4,8", "depth": "1", "hidden": "16", "lr": "0.05"})
+    base = TrainConfig(epochs=2, dataset="synthetic", device="cpu", threads=1)
+    objective = Objective(synthetic, space, base=base)
+    run_trials(study, objective, n_trials=2, lock=StudyLock(), population=2)
+    first, second = study.trials
+    # the second waited while the first trained: that wait is not its duration
+    assert trial_span(second)[0] >= first.datetime_complete
+    assert trial_seconds(second) < second.duration.total_seconds()

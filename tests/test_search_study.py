@@ -301,6 +301,26 @@ def test_an_interrupted_trial_runs_again_first_with_its_parameters(tmp_path) -> 
     assert len(trials) == 4  # 3 counted, and the interrupted one
 
 
+def test_a_retry_interrupted_again_is_retried_again(tmp_path) -> None:
+    journal = tmp_path / "j.log"
+    args = [*TINY, "--storage", str(journal), "--quiet"]
+    assert main([*args, "--n-trials", "2"]) == 0
+    study = load(journal)
+    first = study.ask()
+    lr = first.suggest_float("lr", 0.01, 0.5, log=True)
+    # Ctrl-C, rerun (the retry starts), Ctrl-C again: as the trial loop records them
+    study.enqueue_trial({"lr": lr}, user_attrs={"retry_of": first.number})
+    for cut in (first, study.ask()):
+        cut.set_user_attr("fail_reason", "interrupted by the user (SIGINT)")
+        study.tell(cut, state=TrialState.FAIL)
+    assert main([*args, "--n-trials", "3"]) == 0
+    trials = load(journal).trials
+    (again,) = [t for t in trials if t.user_attrs.get("retry_of") == first.number + 1]
+    # the configuration is not lost, and the study has its 3 trials besides the cut ones
+    assert again.state != TrialState.FAIL and again.params["lr"] == lr
+    assert len(trials) == 5
+
+
 def test_the_progress_bar_counts_the_trials_this_run_starts(tmp_path) -> None:
     journal = tmp_path / "j.log"
     assert main([*TINY, "--n-trials", "1", "--storage", str(journal), "--quiet"]) == 0

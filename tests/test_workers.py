@@ -386,3 +386,16 @@ def test_a_short_database_outage_is_ridden_out_and_the_study_finishes(tmp_path: 
         assert "retrying" in err
         # the trial the outage broke (left RUNNING or FAIL) has a retry; the study is whole
         assert_whole(trials(server.url, "outage"), 4)
+
+
+def test_workers_and_their_confirmation_end_within_the_timeout(tmp_path: Path) -> None:
+    # trials of a few seconds and 8 seeds to confirm: without the children keeping time for
+    # the confirmation, it would come on top of the 20 s of searching
+    slow = [*SLOW[:2], "--synthetic-size", "2000", *SLOW[4:]]
+    begun = time.monotonic()
+    args = ["--workers", "2", "--n-trials", "1000", "--timeout", "20", "--confirm", "1:8"]
+    result = run(*slow, *args, "--storage", str(tmp_path / "j.log"), cwd=tmp_path)
+    wall = time.monotonic() - begun
+    assert result.returncode == 0, result.stderr
+    assert "confirmed winner" in result.stdout
+    assert wall < 20 + 8, result.stdout  # + the parent's start-up (torch) and the workers' exit
