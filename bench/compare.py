@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import pytest_benchmark.utils
+
 from mnistcore.cli import OneLineParser
 from studies.bench_data import read_run
 
@@ -56,7 +58,6 @@ class Case(NamedTuple):
 
 
 class Verdict(NamedTuple):
-    name: str
     base: Case
     new: Case
     change: float  # new median / baseline median - 1 (0.31: 31 % slower)
@@ -73,11 +74,8 @@ def u_statistic(base: Sequence[float], new: Sequence[float]) -> float:
 
 
 def u_counts(m: int, n: int) -> list[int]:
-    """How many of the C(m+n, m) equally likely rank orders give U = 0, 1, ..., m*n.
-
-    They are the coefficients of the Gaussian binomial [m+n choose m](q)
-    = prod_{i=1..m} (1 - q^(n+i)) / (1 - q^i), expanded as a power series up to q^(m*n).
-    """
+    """How many of the C(m+n, m) equally likely rank orders give U = 0, 1, ..., m*n: the
+    coefficients of the Gaussian binomial prod_{i=1..m} (1 - q^(n+i)) / (1 - q^i)."""
     size = m * n + 1
     counts = [1] + [0] * (size - 1)
     for i in range(1, m + 1):
@@ -89,10 +87,8 @@ def u_counts(m: int, n: int) -> list[int]:
 
 
 def p_slower(base: Sequence[float], new: Sequence[float]) -> float:
-    """Exact one-sided p-value that ``new``'s rounds are stochastically larger than ``base``'s.
-
-    Ties count half in U and the no-ties null distribution is used (timings rarely tie).
-    """
+    """Exact one-sided p-value that ``new``'s rounds are stochastically larger than ``base``'s
+    (ties count half in U; the null distribution assumes none: timings rarely tie)."""
     counts = u_counts(len(base), len(new))
     u = math.ceil(u_statistic(base, new))
     return sum(counts[u:]) / sum(counts)
@@ -116,33 +112,27 @@ def judge(base: Case, new: Case, *, threshold: float, alpha: float) -> Verdict:
         status = TOO_FEW_ROUNDS
     else:
         status = REGRESSED if p <= alpha else NOT_SIGNIFICANT
-    return Verdict(base.name, base, new, change, p, status)
-
-
-def compare(
-    base: dict[str, Case], new: dict[str, Case], *, threshold: float, alpha: float
-) -> list[Verdict]:
-    """One verdict per case present in both runs, in the new run's order."""
-    return [
-        judge(base[key], case, threshold=threshold, alpha=alpha)
-        for key, case in new.items()
-        if key in base
-    ]
+    return Verdict(base, new, change, p, status)
 
 
 # --- reading runs ------------------------------------------------------------------------------
 
 
-def read_cases(path: Path) -> dict[str, Case]:
-    """fullname -> Case for each benchmark of a pytest-benchmark JSON file that has stats (read
-    through studies.bench_data, as the report and bench.summary read them)."""
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a saved run, read through studies.bench_data as the report reads them."""
+    if not path.is_file():
+        raise UsageError(f"no such benchmark JSON: {path}")
     try:
-        _, rows = read_run(path)
+        return read_run(path)[1]
     except (OSError, UnicodeDecodeError, ValueError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UsageError(f"cannot read benchmark JSON {path}: {reason}") from None
+
+
+def read_cases(path: Path) -> dict[str, Case]:
+    """fullname -> Case for each benchmark of a pytest-benchmark JSON file that has stats."""
     cases = {}
-    for row in rows:
+    for row in read_rows(path):
         median = row["median_s"]
         if median is None or not median > 0:
             continue
@@ -158,24 +148,14 @@ def read_cases(path: Path) -> dict[str, Case]:
 
 def latest_run(folder: Path) -> Path:
     """The latest run pytest-benchmark saved in ``folder`` for this machine (highest NNNN)."""
-    from pytest_benchmark.utils import get_machine_id  # pytest-benchmark names the folder
-
-    runs = sorted((folder / get_machine_id()).glob("[0-9][0-9][0-9][0-9]_*.json"))
+    machine = folder / pytest_benchmark.utils.get_machine_id()  # as pytest-benchmark names it
+    runs = sorted(machine.glob("[0-9][0-9][0-9][0-9]_*.json"))
     if not runs:
-        raise UsageError(
-            f"no saved benchmark run under {folder / get_machine_id()}: run make bench first"
-        )
+        raise UsageError(f"no saved benchmark run under {machine}: run make bench first")
     return runs[-1]
 
 
 # --- output ------------------------------------------------------------------------------------
-
-
-def _unit(seconds: float) -> tuple[float, str]:
-    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):
-        if seconds >= scale:
-            return scale, unit
-    return 1e-9, "ns"
 
 
 def _number(value: float) -> str:
@@ -183,10 +163,10 @@ def _number(value: float) -> str:
     return f"{value:.{max(0, 2 - math.floor(math.log10(abs(value))))}f}" if value else "0"
 
 
-def _spread(case: Case, scale: float) -> str:
+def _spread(case: Case, factor: float) -> str:
     if not case.rounds:
         return "-"
-    low, high = _number(min(case.rounds) / scale), _number(max(case.rounds) / scale)
+    low, high = _number(min(case.rounds) * factor), _number(max(case.rounds) * factor)
     return f"{low}-{high} ({len(case.rounds)})"
 
 
@@ -203,16 +183,17 @@ def format_table(verdicts: list[Verdict]) -> str:
     )
     lines = [header]
     for v in verdicts:
-        scale, unit = _unit(v.base.median)
+        prefix, factor = pytest_benchmark.utils.time_unit(v.base.median)
+        unit = f"{prefix}s"
         p = "-" if v.p_value is None else f"{v.p_value:.3f}" if v.p_value >= 1e-3 else "<0.001"
         status = v.status
         if v.status == TOO_FEW_ROUNDS:
             m, n = len(v.base.rounds), len(v.new.rounds)
             status = f"{TOO_FEW_ROUNDS} ({m} vs {n}: p >= {smallest_p(m, n):.3g})"
-        base, new = _number(v.base.median / scale), _number(v.new.median / scale)
+        base, new = _number(v.base.median * factor), _number(v.new.median * factor)
         lines.append(
-            f"{v.name:<42} {base:>8} {unit:<2} {new:>8} {unit:<2} {v.change:>+7.0%} "
-            f"{_spread(v.base, scale):>17} {_spread(v.new, scale):>17} {p:>6} {_load(v):>9}  "
+            f"{v.base.name:<42} {base:>8} {unit:<2} {new:>8} {unit:<2} {v.change:>+7.0%} "
+            f"{_spread(v.base, factor):>17} {_spread(v.new, factor):>17} {p:>6} {_load(v):>9}  "
             f"{status}"
         )
     return "\n".join(lines)
@@ -252,12 +233,9 @@ def _fraction(text: str) -> float:
 
 def _alpha(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise UsageError(f"--alpha must be between 0 and 1, but got {text!r}")
-    return value
+        return pytest_benchmark.utils.parse_fraction(text)
+    except argparse.ArgumentTypeError:
+        raise UsageError(f"--alpha must be between 0 and 1, but got {text!r}") from None
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -275,8 +253,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.baseline, args.new = args.paths[0], args.paths[1] if len(args.paths) == 2 else None
     if not args.baseline.exists():
         raise UsageError(f"no such baseline: {args.baseline} (run make bench first)")
-    if args.new is not None and not args.new.is_file():
-        raise UsageError(f"no such benchmark JSON: {args.new}")
     return args
 
 
@@ -300,7 +276,11 @@ def main(argv: list[str]) -> int:
     except UsageError as error:
         print(error, file=sys.stderr)
         return 2
-    verdicts = compare(base, new, threshold=args.threshold, alpha=args.alpha)
+    verdicts = [  # one per case in both runs, in the new run's order
+        judge(base[key], case, threshold=args.threshold, alpha=args.alpha)
+        for key, case in new.items()
+        if key in base
+    ]
     if not verdicts:
         print(f"no case of {args.new} is in {base_path}: nothing to compare", file=sys.stderr)
         return 2

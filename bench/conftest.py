@@ -1,19 +1,15 @@
-"""Options, fixtures and hooks of the benchmark suites.
-
-``--quick`` runs the cases marked ``quick`` with fewer rounds; ``--bench-data`` picks the IDX
-files of the data-path suite; ``--tta-*`` set up the time-to-accuracy cases. The machine-info
-hook stamps torch, CUDA and GPU facts into the saved JSON. The ratios within one run (seed ->
-mnistcore data path, population -> single model, time to accuracy vs the tutorial recipe) are
-computed once every case has finished, from their ``extra_info``, whatever order they ran in:
-into the saved JSON and the terminal summary.
-"""
+"""Options, fixtures and hooks of the benchmark suites: the machine-info hook stamps torch,
+CUDA and GPU facts into the saved JSON; the ratios within one run (bench/ratios.py) are taken
+once every case has finished, into the saved JSON and the terminal summary."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 
 import pytest
 import torch
+from pytest_benchmark.utils import parse_fraction
 
 from bench.data_files import DataFiles, fashion_mnist, synthetic_idx
 from bench.ratios import add_speedups, population_lines, speedup_lines, tta_lines
@@ -52,36 +48,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--tta-target",
-        type=_fraction,
-        default=None,
+        type=parse_fraction,
         help="test accuracy the time-to-accuracy cases train to, for every dataset (default: "
         "89%% on fashion-mnist, 97%% on mnist-5k; 0.5 under --benchmark-disable)",
     )
     group.addoption(
         "--tta-seeds",
         type=_positive,
-        default=None,
         help="seeds per time-to-accuracy case, the figure is their median (default 3; 1 under "
         "--benchmark-disable)",
     )
     group.addoption(
         "--tta-threads",
         type=_positive,
-        default=None,
-        help="torch CPU threads of the time-to-accuracy cases (default: one per core, as every "
-        "case; 1 on a machine other programs share, where two threads on two busy cores run "
-        "10-30x slower on the 2-core VM)",
+        help="torch CPU threads of the time-to-accuracy cases (default: one per core; 1 on a "
+        "shared machine, where 2 threads on the 2 busy cores of a VM run 10-30x slower)",
     )
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), e.g. 0.89; got {text!r}")
-    return value
 
 
 def _positive(text: str) -> int:
@@ -95,27 +77,23 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    no_cuda = not torch.cuda.is_available()
-    kept, dropped = [], []
     for item in items:
-        if no_cuda and item.get_closest_marker("cuda") is not None:
+        if not torch.cuda.is_available() and item.get_closest_marker("cuda") is not None:
             item.add_marker(pytest.mark.skip(reason=NO_CUDA))
-        is_benchmark = "benchmark" in getattr(item, "fixturenames", ())
-        quick = item.get_closest_marker("quick") is not None
-        if config.getoption("--quick") and is_benchmark and not quick:
-            dropped.append(item)
-        else:
-            kept.append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    if config.getoption("--quick"):  # leave out the benchmarks not marked quick
+        slow = [
+            item
+            for item in items
+            if "benchmark" in getattr(item, "fixturenames", ())
+            and item.get_closest_marker("quick") is None
+        ]
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item not in slow]
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     cuda = torch.cuda.is_available()
-    gpus = (
-        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
-    )
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     machine_info.update(
         torch_version=torch.__version__,
         cuda_version=torch.version.cuda,  # the CUDA torch was built with
@@ -154,8 +132,7 @@ def pytest_sessionfinish(session: pytest.Session):  # type: ignore[no-untyped-de
 
 def pytest_benchmark_update_json(output_json: dict) -> None:
     # the JSON's own extra_info, so a saved run's ratios always match its saved img/s
-    infos = [bench.setdefault("extra_info", {}) for bench in output_json["benchmarks"]]
-    add_speedups(infos)
+    add_speedups([bench.setdefault("extra_info", {}) for bench in output_json["benchmarks"]])
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
@@ -178,17 +155,20 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  #
             terminalreporter.write_line(line)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _threads() -> int:
-    # One torch thread per available core, as fit() sets it; recorded in extra_info.
-    return configure_threads(0)
+@pytest.fixture(autouse=True)
+def _every_core() -> Iterator[None]:
+    # One torch thread per available core, as fit() sets it (recorded in extra_info), again
+    # after a case that changed it (--tta-threads)
+    configure_threads(0)
+    yield
+    configure_threads(0)
 
 
 @pytest.fixture(scope="session")
 def budget(pytestconfig: pytest.Config) -> Budget:
     if pytestconfig.getoption("benchmark_disable"):
         return Budget.smoke()
-    return Budget.quick() if pytestconfig.getoption("--quick") else Budget.full()
+    return Budget.quick() if pytestconfig.getoption("--quick") else Budget()
 
 
 @pytest.fixture(scope="session")
@@ -205,16 +185,6 @@ def data_files(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFac
                 "Debian package; apt-get install dataset-fashion-mnist, or use --bench-data auto"
             )
     return synthetic_idx(tmp_path_factory.mktemp("idx"))
-
-
-@pytest.fixture(scope="session")
-def seed_dataset(data_files: DataFiles) -> torch.utils.data.Dataset:
-    return data_files.seed_dataset()
-
-
-@pytest.fixture(scope="session")
-def mnistcore_dataset(data_files: DataFiles) -> Dataset:
-    return data_files.mnistcore_dataset()
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,11 @@
-"""The IDX files both data-path pipelines read: Fashion-MNIST, or synthetic ones written here.
-
-The seed reads them through torchvision's dataset class, mnistcore through ``load_dataset``:
-the same files on disk, so the two pipelines differ only in how they turn them into batches.
-"""
+"""The IDX files both data-path pipelines read (the seed through torchvision's dataset class,
+mnistcore through ``load_dataset``): Fashion-MNIST, or synthetic ones written here."""
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -29,10 +27,13 @@ class DataFiles:
     mnistcore_name: str  # the name load_dataset reads the same files under
     note: str  # where the files came from, human-readable
 
+    # both read once per session: the data-path cases share the DataFiles of one fixture
+    @cached_property
     def seed_dataset(self) -> datasets.MNIST:
         """The tutorial's dataset object: PIL image -> ToTensor -> Normalize per sample."""
         return self.torchvision_class(str(self.root), train=True, transform=seed_transform())
 
+    @cached_property
     def mnistcore_dataset(self) -> Dataset:
         return load_dataset(self.mnistcore_name, data_dir=self.root, download=False)
 

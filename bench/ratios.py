@@ -1,7 +1,7 @@
-"""Ratios between the cases of one run, from their ``extra_info`` once every case has finished
-(so the order they ran in does not matter): the data path against the seed's, a population
-against the single model, time to accuracy against the tutorial recipe. bench/conftest.py puts
-them into the saved JSON (``add_speedups``) and the terminal summary (the ``*_lines``)."""
+"""Ratios between the cases of one run, taken from their ``extra_info`` once every case has
+finished, whatever order they ran in: the data path against the seed's, a population against the
+single model, time to accuracy against the tutorial recipe. bench/conftest.py writes them into
+the saved JSON (``add_speedups``) and the terminal summary (the ``*_lines``)."""
 
 from __future__ import annotations
 
@@ -28,11 +28,17 @@ def _pairs(
     return [(i, bases[key(i)]) for i in infos if key(i) in bases]
 
 
-def _data_pairs(infos: Iterable[Info]) -> list[tuple[Any, Info]]:
+def _data_ratios(infos: Iterable[Info]) -> list[tuple[Any, Info, float]]:
+    """(mnistcore case, its seed case, mnistcore img/s / seed img/s), by kind and device."""
     pairs = _pairs(
         infos, DATA_KINDS, lambda i: (i["kind"], i["device"]), lambda i: i["pipeline"] == "seed"
     )
-    return [(i, seed) for i, seed in pairs if i["pipeline"] == "mnistcore"]
+    ratios = [
+        (i, seed, i["images_per_second"] / seed["images_per_second"])
+        for i, seed in pairs
+        if i["pipeline"] == "mnistcore"
+    ]
+    return sorted(ratios, key=lambda r: (r[0]["kind"], r[0]["device"]))
 
 
 def _net(info: Info) -> tuple:
@@ -40,72 +46,60 @@ def _net(info: Info) -> tuple:
     return (info["device"], info["model"], info["batch_size"], info["precision"])
 
 
-def _population_pairs(infos: Iterable[Info]) -> list[tuple[Any, Info]]:
+def _population_ratios(infos: Iterable[Info]) -> list[tuple[Any, Info, float]]:
+    """(population case, its single model, member-img/s / the single model's img/s), by device,
+    net and K."""
     pairs = _pairs(infos, ("population_step",), _net, lambda i: i["mode"] == "single")
-    return [(i, single) for i, single in pairs if i["mode"] == "population"]
+    ratios = [
+        (i, single, i["member_images_per_second"] / single["images_per_second"])
+        for i, single in pairs
+        if i["mode"] == "population"
+    ]
+    return sorted(ratios, key=lambda r: (r[0]["device"], r[0]["model"], r[0]["population"]))
 
 
 def _tta_key(info: Info) -> tuple:
     return (info.get("dataset"), info.get("device"), info.get("target"))
 
 
-def _tta_ratio(info: Info, tutorial: Info) -> tuple[float, bool] | None:
-    """(the tutorial recipe's median seconds / ``info``'s, exact). Where the tutorial recipe did
-    not reach the target, its median over the seconds it trained (all its capped epochs) bounds
-    its time from below, and so the ratio (exact False). None: ``info`` did not reach it."""
-    seconds = info.get("seconds_to_target")
-    if not seconds:
-        return None
-    if tutorial.get("seconds_to_target"):
-        return tutorial["seconds_to_target"] / seconds, True
-    if tutorial.get("seconds_per_seed"):
-        return statistics.median(tutorial["seconds_per_seed"]) / seconds, False
-    return None
-
-
-def _tta_pairs(infos: Iterable[Info]) -> list[tuple[Any, Info]]:
-    return _pairs(infos, (KIND,), _tta_key, lambda i: i.get("recipe") == BASELINE)
+def _tta_ratios(infos: Iterable[Info]) -> list[tuple[Any, tuple[float, bool]]]:
+    """(case, (the tutorial recipe's median seconds / the case's, exact)) for each case that
+    reached the target. Where the tutorial recipe did not, its median over the seconds it
+    trained (all its capped epochs) bounds its time from below, and so the ratio (exact False)."""
+    ratios = []
+    for i, tutorial in _pairs(infos, (KIND,), _tta_key, lambda i: i.get("recipe") == BASELINE):
+        seconds = i.get("seconds_to_target")
+        if not seconds:
+            continue
+        if tutorial.get("seconds_to_target"):
+            ratios.append((i, (tutorial["seconds_to_target"] / seconds, True)))
+        elif tutorial.get("seconds_per_seed"):
+            ratios.append((i, (statistics.median(tutorial["seconds_per_seed"]) / seconds, False)))
+    return ratios
 
 
 def data_path_speedups(infos: Iterable[Info]) -> dict[tuple[str, str], float]:
     """(kind, device) -> mnistcore img/s / seed img/s (= seed seconds per image / mnistcore's)."""
-    return {
-        (i["kind"], i["device"]): i["images_per_second"] / seed["images_per_second"]
-        for i, seed in _data_pairs(infos)
-    }
+    return {(i["kind"], i["device"]): ratio for i, _, ratio in _data_ratios(infos)}
 
 
 def population_speedups(infos: Iterable[Info]) -> dict[tuple[str, str, int], float]:
-    """(device, model, K) -> member img/s of the K-member population / img/s of the single
-    model of the same net, batch size and precision."""
+    """(device, model, K) -> member img/s of K members / the single model's img/s (same net)."""
     return {
-        (i["device"], i["model"], i["population"]): i["member_images_per_second"]
-        / single["images_per_second"]
-        for i, single in _population_pairs(infos)
-    }
-
-
-def tta_speedups(infos: Iterable[Info]) -> dict[tuple, tuple[float, bool]]:
-    """(dataset, device, target, recipe) -> ``_tta_ratio``, for each recipe that reached it."""
-    return {
-        (*_tta_key(i), i.get("recipe")): ratio
-        for i, tutorial in _tta_pairs(infos)
-        if (ratio := _tta_ratio(i, tutorial)) is not None
+        (i["device"], i["model"], i["population"]): ratio
+        for i, _, ratio in _population_ratios(infos)
     }
 
 
 def add_speedups(infos: list[MutableMapping[str, Any]]) -> None:
-    """Set ``speedup_vs_seed`` on each mnistcore data-path case and each time-to-accuracy case
-    (``speedup_vs_seed_at_least`` where the ratio is a lower bound), ``speedup_vs_single`` on
-    each population case."""
-    for i, seed in _data_pairs(infos):
-        i["speedup_vs_seed"] = i["images_per_second"] / seed["images_per_second"]
-    for i, single in _population_pairs(infos):
-        i["speedup_vs_single"] = i["member_images_per_second"] / single["images_per_second"]
-    for i, tutorial in _tta_pairs(infos):
-        found = _tta_ratio(i, tutorial)
-        if found is not None:
-            i["speedup_vs_seed" if found[1] else "speedup_vs_seed_at_least"] = found[0]
+    """Set ``speedup_vs_seed`` on the mnistcore data-path and time-to-accuracy cases (``_at_least``
+    where the ratio is a lower bound), ``speedup_vs_single`` on the population cases."""
+    for i, _, ratio in _data_ratios(infos):
+        i["speedup_vs_seed"] = ratio
+    for i, _, ratio in _population_ratios(infos):
+        i["speedup_vs_single"] = ratio
+    for i, (ratio, exact) in _tta_ratios(infos):
+        i["speedup_vs_seed" if exact else "speedup_vs_seed_at_least"] = ratio
 
 
 def _goal(targets: Mapping | None, key: object, device: str) -> str:
@@ -117,13 +111,12 @@ def speedup_lines(infos: Iterable[Info], targets: Mapping[str, float] | None = N
     """The data-path ratios and the images per call they compare: when both pipelines time the
     same images per call, the ratio is per call (pytest-benchmark's table) and per image alike."""
     lines = []
-    for i, seed in sorted(_data_pairs(infos), key=lambda p: (p[0]["kind"], p[0]["device"])):
+    for i, seed, ratio in _data_ratios(infos):
         ours, theirs = i.get("images_per_call"), seed.get("images_per_call")
         if ours == theirs and ours is not None:
             basis = f"per call and per image ({ours:,} images per call each)"
         else:
             basis = f"per image (images per call: seed {theirs}, mnistcore {ours})"
-        ratio = i["images_per_second"] / seed["images_per_second"]
         lines.append(
             f"{i['kind']} on {i['device']}: mnistcore is {ratio:.1f}x the seed, {basis}"
             + _goal(targets, i["kind"], i["device"])
@@ -135,19 +128,13 @@ def population_lines(
     infos: Iterable[Info], targets: Mapping[tuple[str, int], float] | None = None
 ) -> list[str]:
     """One line per device, preset and K: the ratio and the two speeds it divides."""
-    pairs = sorted(
-        _population_pairs(infos), key=lambda p: (p[0]["device"], p[0]["model"], p[0]["population"])
-    )
-    lines = []
-    for i, single in pairs:
-        fused, alone = i["member_images_per_second"], single["images_per_second"]
-        lines.append(
-            f"population_step on {i['device']}, {i['model']} K={i['population']}: "
-            f"{fused / alone:.2f}x the single model's img/s ({fused:,.0f} member-img/s vs "
-            f"{alone:,.0f} img/s, batch {i['batch_size']})"
-            + _goal(targets, (i["model"], i["population"]), i["device"])
-        )
-    return lines
+    return [
+        f"population_step on {i['device']}, {i['model']} K={i['population']}: "
+        f"{ratio:.2f}x the single model's img/s ({i['member_images_per_second']:,.0f} "
+        f"member-img/s vs {single['images_per_second']:,.0f} img/s, batch {i['batch_size']})"
+        + _goal(targets, (i["model"], i["population"]), i["device"])
+        for i, single, ratio in _population_ratios(infos)
+    ]
 
 
 def tta_lines(infos: Iterable[Info]) -> list[str]:
@@ -157,7 +144,7 @@ def tta_lines(infos: Iterable[Info]) -> list[str]:
         (i for i in infos if i.get("kind") == KIND),
         key=lambda i: (str(i["dataset"]), str(i["device"]), RECIPES.index(i["recipe"])),
     )
-    ratios = tta_speedups(infos)
+    ratios = {(*_tta_key(i), i["recipe"]): found for i, found in _tta_ratios(infos)}
     lines = []
     for info in infos:
         per_seed = ", ".join(

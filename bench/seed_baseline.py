@@ -1,9 +1,6 @@
-"""The baseline: the PyTorch MNIST tutorial's pipeline, written as its users write it.
-
-torchvision dataset + ``ToTensor`` + ``Normalize`` per image, a ``DataLoader`` (batch 64,
-shuffle, no workers), the tutorial's ``Net`` in NCHW and a plain ``SGD``. Kept only here, to
-measure every speed-up against it in the same run.
-"""
+"""The baseline, kept only here to measure every speed-up against it in the same run: the
+PyTorch MNIST tutorial's pipeline as its users write it (torchvision dataset, ``ToTensor`` and
+``Normalize`` per image, a ``DataLoader`` of batch 64, shuffled, no workers, its ``Net``, SGD)."""
 
 from __future__ import annotations
 

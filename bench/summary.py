@@ -3,8 +3,7 @@ the speed-up of each group over it.
 
     python -m bench.summary OUT/bench-cuda.json [.benchmarks/<machine>/0001_....json]
 
-The files are read through ``studies.bench_data.read_run``, the reader the HTML report uses,
-so the table and the report cannot read a run differently.
+The files are read through ``studies.bench_data.read_run``, as the HTML report reads them.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from studies.bench_data import read_run
+from bench.compare import UsageError, read_rows
 
 USAGE = "usage: python -m bench.summary RUN.json [BASELINE.json]"
 HELP = f"{USAGE}\n\n{__doc__}"
@@ -23,25 +22,16 @@ class Row(NamedTuple):
     group: str
     device: str
     pipeline: str
-    name: str
     images_per_second: float
 
 
 def rows(path: Path) -> list[Row]:
     """One row per benchmark of a pytest-benchmark JSON file that has our extra_info."""
-    _run, benchmarks = read_run(path)
-    out = [
-        Row(
-            b["group"] or "",
-            b["device"] or "",
-            b["pipeline"] or "",
-            b["name"],
-            b["images_per_second"],
-        )
-        for b in benchmarks
+    return sorted(
+        Row(b["group"] or "", b["device"] or "", b["pipeline"] or "", b["images_per_second"])
+        for b in read_rows(path)
         if b["images_per_second"] is not None
-    ]
-    return sorted(out, key=lambda r: (r.group, r.device, r.pipeline))
+    )
 
 
 def format_table(current: list[Row], baseline: list[Row]) -> str:
@@ -62,17 +52,11 @@ def main(argv: list[str]) -> int:
     if not 1 <= len(argv) <= 2 or any(a.startswith("-") for a in argv):
         print(USAGE, file=sys.stderr)
         return 2
-    tables = []
-    for p in map(Path, argv):
-        if not p.is_file():
-            print(f"no such benchmark JSON: {p}", file=sys.stderr)
-            return 2
-        try:
-            tables.append(rows(p))
-        except (OSError, UnicodeDecodeError, ValueError) as e:  # not a pytest-benchmark file
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            print(f"cannot read benchmark JSON {p}: {reason}", file=sys.stderr)
-            return 2
+    try:
+        tables = [rows(Path(arg)) for arg in argv]
+    except UsageError as error:  # a missing file, or not a pytest-benchmark file
+        print(error, file=sys.stderr)
+        return 2
     print(format_table(tables[0], tables[1] if len(tables) == 2 else []))
     return 0
 

@@ -1,11 +1,9 @@
-"""Throughput of ``mnistcore.Population``: K configs of one net trained as one fused module, on
-CPU and CUDA, for the seed net (batch 64) and the study's default net (``study``, batch 128).
-
-The members differ in lr, momentum and seed as a search's trials do (``member_configs``). K=1 is
-the single-model baseline (``mode="single"``): ``fit`` and the search at ``--population 1`` train
-each trial as a population of one, so K separate trials take K times its time per image. Every
-case trains the same member-images per call (``Budget.member_steps``); member-img/s over the
-baseline's img/s is ``speedup_vs_single``.
+"""Throughput of ``mnistcore.Population``: K configs of one net (the seed net at batch 64, the
+study's at 128) trained as one fused module, their lr, momentum and seed differing as a search's
+trials do. K=1 is the single-model baseline (``mode="single"``): ``fit`` and the search at
+``--population 1`` train a trial so, and K trials take K times its time per image. Every case
+trains the same member-images per call; member-img/s over the baseline's img/s is
+``speedup_vs_single``.
 """
 
 from __future__ import annotations

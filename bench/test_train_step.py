@@ -1,9 +1,7 @@
-"""Throughput of one model's training step as ``fit`` and the search run it
-(``Population.train`` with K=1) and of ``evaluate``, on CPU and CUDA.
-
-CPU: the seed net over batch sizes 64/256/1024, its variants at 256, fp32, channels_last (the
-default; the fused trainer runs NCHW on the CPU regardless). CUDA: every net x batch size x
-precision x memory format. The step trains on resident synthetic digits (``resident_data``).
+"""Throughput of one model's training step as ``fit`` and the search run it (``Population.train``
+with K=1, on ``resident_data``) and of ``evaluate``. CPU: the seed net at batch 64/256/1024, its
+variants at 256, fp32, channels_last (the fused trainer runs NCHW on the CPU regardless). CUDA:
+every net x batch size x precision x memory format.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Time to accuracy (DAWNBench-style): the training seconds a recipe needs to reach a target
-test accuracy, with ``fit`` (``run_to_target``) or the tutorial's DataLoader loop
-(``tutorial_run_to_target``) on the same training split.
+test accuracy, with ``fit`` or the tutorial's DataLoader loop on the same training split.
 
-Accuracy is checked after each epoch, outside the clock: a schedule is planned in epochs
-(one-cycle peaks at its end), DAWNBench checks per epoch too, and evaluating the 10,000 test
-images costs about a tenth of an epoch's training on the 2-core CPU. The seconds are the epochs'
-training seconds (no evaluation, no model building) up to the one that reached the target.
+Accuracy is checked after each epoch, outside the clock: schedules are planned in epochs,
+DAWNBench checks per epoch too, and evaluating the 10,000 test images costs about a tenth of an
+epoch's training on the 2-core CPU. The seconds are the training epochs' alone.
 """
 
 from __future__ import annotations
@@ -43,8 +41,6 @@ BASELINE = TUTORIAL  # speedup_vs_seed divides its median seconds by each recipe
 
 @dataclass(frozen=True)
 class SeedRun:
-    """One seed's run to the target."""
-
     seed: int
     reached: bool
     seconds: float  # training seconds of the epochs trained (to the target, or all of them)
@@ -107,8 +103,7 @@ def raw_pixels(split: Split, mean: float, std: float) -> torch.Tensor:
 
 def tutorial_data(data: Dataset) -> tuple[TutorialImages, Split]:
     """The tutorial's view of ``data``: its training split served per sample, and its test split
-    normalized as the tutorial's transform does, as one tensor (``evaluate`` over it gives the
-    tutorial's test loop's accuracy without its per-sample cost)."""
+    normalized as the tutorial's transform does, as one tensor for ``evaluate``."""
     data = data.to("cpu")
     pixels = raw_pixels(data.test, data.mean, data.std).float().div(255)  # what ToTensor gives
     test = Split(pixels.sub(MNIST_MEAN).div(MNIST_STD).unsqueeze(1), data.test.labels)
@@ -124,9 +119,8 @@ def tutorial_run_to_target(
     device: torch.device,
     cap: int = CONSTANT_CAP,
 ) -> SeedRun:
-    """The tutorial's training loop (DataLoader over ``train``, batch 64, shuffled; SGD lr 0.01,
-    momentum 0.9) until its accuracy on ``test``, checked after each epoch, is at least
-    ``target``; at most ``cap`` epochs."""
+    """The tutorial's training loop (bench.seed_baseline) over ``train`` until its accuracy on
+    ``test``, checked after each epoch, is at least ``target``; at most ``cap`` epochs."""
     loader = seed_loader(train)
     torch.manual_seed(seed)  # the model's initial weights and the DataLoader's shuffles
     model, optimizer = seed_training(device)
@@ -144,8 +138,8 @@ def tutorial_run_to_target(
 
 
 def median_reached(runs: Sequence[SeedRun], field: str) -> float | None:
-    """The median over seeds of ``field`` ("seconds", "epochs"), a seed that did not reach the
-    target counting as infinite: None (not reached) when half or more of the seeds did not."""
+    """The median over seeds of ``field``, a seed that did not reach the target counting as
+    infinite: None (not reached) when half or more of the seeds did not."""
     kept = [getattr(r, field) if r.reached else math.inf for r in runs]
     median = statistics.median(kept) if kept else math.inf
     return median if math.isfinite(median) else None

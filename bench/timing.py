@@ -4,7 +4,6 @@ benchmark records."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,26 +16,27 @@ import torch
 from mnistcore import device_name, synchronize
 
 KINDS = ("train_step", "inference", "data_batch", "data_epoch", "population_step")
-PIPELINES = ("seed", "mnistcore")
 # population_step cases: the fused K-member step, or the single-model baseline it is compared to
 POPULATION_MODES = ("population", "single")
 
 # Every benchmark's extra_info holds these keys with these types (the report reads them).
 REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
-    "kind": (str,),  # one of KINDS
+    "kind": (str,),
     # images per timed call / median seconds per call (member-images for a population_step)
     "images_per_second": (float,),
     "batch_size": (int,),
     "device": (str,),  # "cpu" | "cuda"
     "device_name": (str,),  # CPU or GPU model
-    "precision": (str,),  # "fp32" | "bf16"
+    "precision": (str,),
     "channels_last": (bool,),
     "threads": (int,),  # torch CPU threads
     "n_params": (int, type(None)),  # None where no model is involved (data_batch)
     "model": (str, type(None)),  # preset: seed | w16 | w64 | bn | study; None for data_batch
-    "pipeline": (str,),  # one of PIPELINES
+    "pipeline": (str,),
     "dataset": (str,),  # "fixed-random-batch", "fashion-mnist", "synthetic-idx", ...
 }
+# ... whose values are one of these
+CHOICES = {"kind": KINDS, "pipeline": ("seed", "mnistcore"), "precision": ("fp32", "bf16")}
 # ... and a population_step's also these (speedup_vs_single comes at the end of the session)
 POPULATION_FIELDS: dict[str, tuple[type, ...]] = {
     "population": (int,),  # K, members trained as one module; 1 for the single-model baseline
@@ -63,15 +63,15 @@ class Timed:
 
 @dataclass(frozen=True)
 class Budget:
-    """How long each benchmark runs; see ``Budget.full`` and ``Budget.quick``."""
+    """How long each benchmark runs: the defaults are the full run."""
 
-    cpu_rounds: int  # timed calls per CPU benchmark; the median is taken over them
-    cuda_rounds: int
-    warmup_rounds: int  # untimed calls first: allocator, cuDNN autotuning, caches
-    cpu_images: int  # images per timed call of a CPU train step (steps = cpu_images // bs)
-    cuda_images: int  # same on CUDA: many steps per call, so one sync is a small share
-    epoch_steps: int  # batches of 64 in one "epoch" of the data-path benchmark
-    epoch_rounds: int  # timed epochs (the seed's CPU epoch takes seconds)
+    cpu_rounds: int = 5  # timed calls per CPU benchmark; the median is taken over them
+    cuda_rounds: int = 10
+    warmup_rounds: int = 1  # untimed calls first: allocator, cuDNN autotuning, caches
+    cpu_images: int = 2048  # images per timed call of a CPU train step (steps = images // bs)
+    cuda_images: int = 16384  # same on CUDA: many steps per call, so one sync is a small share
+    epoch_steps: int = 200  # batches of 64 in one "epoch" of the data-path benchmark
+    epoch_rounds: int = 5  # timed epochs (the seed's CPU epoch takes seconds)
     # member-images per timed call of a population step (one step of K members at batch B
     # trains K*B), the single-model baseline (K=1) included
     cpu_member_images: int = 8192  # K=16 of the study net (batch 128): 4 steps per call
@@ -81,21 +81,9 @@ class Budget:
     # below 0.05). So the full and quick budgets give every case at least 3 rounds.
 
     @classmethod
-    def full(cls) -> Budget:
-        return cls(
-            cpu_rounds=5,
-            cuda_rounds=10,
-            warmup_rounds=1,
-            cpu_images=2048,
-            cuda_images=16384,
-            epoch_steps=200,
-            epoch_rounds=5,
-        )
-
-    @classmethod
     def quick(cls) -> Budget:
         """Fewer rounds, the same work per call: it compares case by case with a full run."""
-        return dataclasses.replace(cls.full(), cpu_rounds=3, cuda_rounds=5, epoch_rounds=3)
+        return cls(cpu_rounds=3, cuda_rounds=5, epoch_rounds=3)
 
     @classmethod
     def smoke(cls) -> Budget:
@@ -120,7 +108,7 @@ class Budget:
         return max(1, images // batch_size)
 
     def calls(self, device: torch.device) -> int:
-        """Timed calls a case may make: warm-up, rounds, and ``median_seconds``' spare one."""
+        """Timed calls a case may make: warm-up, rounds, and a spare one."""
         return self.warmup_rounds + self.rounds(device) + 1
 
     def member_steps(self, device: torch.device, batch_size: int, population: int) -> int:
@@ -130,97 +118,68 @@ class Budget:
 
 
 def median_seconds(benchmark: Any, timed: Timed) -> tuple[float, str]:
-    """Seconds per call: the benchmark's median, or the one call timed by ``timed`` itself."""
+    """Seconds per call: the benchmark's median, or (benchmark disabled: pedantic calls its
+    target once, untimed) the one call timed by ``timed`` itself."""
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
         return float(stats.stats.median), f"median of {stats.stats.rounds} rounds"
-    if timed.last_seconds is None:  # pedantic did not call it: time one call here
-        timed()
-    assert timed.last_seconds is not None
+    assert timed.last_seconds is not None, "record() comes after benchmark.pedantic()"
     return timed.last_seconds, "one call (benchmark disabled)"
 
 
-def record(
-    benchmark: Any,
-    timed: Timed,
-    *,
-    kind: str,
-    images: int,
-    batch_size: int,
-    precision: str = "fp32",
-    channels_last: bool,
-    model: str | None,
-    n_params: int | None,
-    pipeline: str = "mnistcore",
-    dataset: str,
-    population: int | None = None,
-    **extra: object,
-) -> float:
+def record(benchmark: Any, timed: Timed, *, kind: str, images: int, **fields: object) -> float:
     """Fill ``benchmark.extra_info`` after ``pedantic`` returned; returns images per second.
-    ``images``: per timed call; member-images (K per image) with ``population`` (K)."""
+    ``images``: per timed call (member-images, K per image, when ``fields`` has the population
+    K); ``fields``: the REQUIRED_FIELDS not measured here (precision fp32 and pipeline mnistcore
+    unless given) and any others, all checked by ``extra_info_problems``."""
     seconds, timing = median_seconds(benchmark, timed)
-    if population is not None:
-        extra = {"population": population, "member_images_per_second": images / seconds, **extra}
     info: dict[str, object] = {
         "kind": kind,
         "images_per_second": images / seconds,
-        "batch_size": batch_size,
         "device": timed.device.type,
         "device_name": device_name(timed.device),
-        "precision": precision,
-        "channels_last": channels_last,
+        "precision": "fp32",
         "threads": torch.get_num_threads(),
-        "n_params": n_params,
-        "model": model,
-        "pipeline": pipeline,
-        "dataset": dataset,
+        "pipeline": "mnistcore",
         "images_per_call": images,
         "seconds_per_call": seconds,
         "timing": timing,
         "torch": torch.__version__,
         "cpu_load_1min": os.getloadavg()[0],  # other work on the machine skews CPU figures
-        **extra,
+        **fields,
     }
+    if "population" in fields:
+        info["member_images_per_second"] = images / seconds
     problems = extra_info_problems(info)
     if problems:
         raise AssertionError(f"bad extra_info for {kind}: {'; '.join(problems)}")
     benchmark.extra_info.update(info)
-    return float(info["images_per_second"])  # type: ignore[arg-type]
+    return images / seconds
 
 
-def extra_info_problems(info: dict[str, object]) -> list[str]:
-    """What is missing or mistyped in ``info`` against REQUIRED_FIELDS, and POPULATION_FIELDS
-    for a population_step (empty: all good)."""
-    problems = _type_problems(info, REQUIRED_FIELDS)
-    if info.get("kind") not in KINDS:
-        problems.append(f"kind={info.get('kind')!r} is not one of {', '.join(KINDS)}")
-    if info.get("kind") == "population_step":
-        problems += _type_problems(info, POPULATION_FIELDS)
-        if info.get("mode") not in POPULATION_MODES:
-            modes = ", ".join(POPULATION_MODES)
-            problems.append(f"mode={info.get('mode')!r} is not one of {modes}")
-        k = info.get("population")
-        if isinstance(k, int) and not isinstance(k, bool) and k < 1:
-            problems.append(f"population={k!r} is not >= 1")
-    if info.get("pipeline") not in PIPELINES:
-        problems.append(f"pipeline={info.get('pipeline')!r} is not one of {', '.join(PIPELINES)}")
-    if info.get("precision") not in ("fp32", "bf16"):
-        problems.append(f"precision={info.get('precision')!r} is not fp32 or bf16")
+def extra_info_problems(info: Mapping[str, object]) -> list[str]:
+    """What is missing, mistyped or not one of CHOICES in ``info`` against REQUIRED_FIELDS (and
+    POPULATION_FIELDS for a population_step); empty: all good."""
+    fields, choices = REQUIRED_FIELDS, CHOICES
+    population = info.get("kind") == "population_step"
+    if population:
+        fields, choices = {**fields, **POPULATION_FIELDS}, {**choices, "mode": POPULATION_MODES}
+    problems = []
+    for key, types in fields.items():
+        value = info.get(key)
+        if key not in info:
+            problems.append(f"{key} missing")
+        elif not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            problems.append(f"{key}={value!r} is not {' or '.join(t.__name__ for t in types)}")
+    for key, allowed in choices.items():
+        if info.get(key) not in allowed:
+            problems.append(f"{key}={info.get(key)!r} is not one of {', '.join(allowed)}")
+    k = info.get("population")
+    if population and isinstance(k, int) and not isinstance(k, bool) and k < 1:
+        problems.append(f"population={k!r} is not >= 1")
     ips = info.get("images_per_second")
     if isinstance(ips, float) and not ips > 0:
         problems.append(f"images_per_second={ips!r} is not > 0")
-    return problems
-
-
-def _type_problems(info: Mapping[str, object], fields: Mapping[str, tuple[type, ...]]) -> list:
-    problems = []
-    for key, types in fields.items():
-        if key not in info:
-            problems.append(f"{key} missing")
-        elif not isinstance(info[key], types) or (
-            isinstance(info[key], bool) and bool not in types
-        ):
-            problems.append(f"{key}={info[key]!r} is not {' or '.join(t.__name__ for t in types)}")
     return problems
 
 

@@ -1,9 +1,10 @@
 """What the benchmarks time on the mnistcore side: ``Population.train`` (the step the search and
-``fit`` train with; one model is a population of one), ``evaluate``, ``fit``'s epochs and
-batches."""
+``fit`` train with), ``evaluate``, ``fit``'s epochs and batches."""
 
 from __future__ import annotations
 
+import collections
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,16 +26,11 @@ from mnistcore import (
 RESIDENT = "synthetic-digits"  # extra_info["dataset"] of the cases that train on resident_data
 # The train-step matrix's variants of the seed net, beside mnistcore's presets "seed" (the
 # tutorial's: conv 1->10 5x5, fc 1440->128->10, 186k parameters) and "study" (the study's).
-VARIANTS: dict[str, dict[str, object]] = {
-    "w16": {"width": 16},
-    "w64": {"width": 64},
-    "bn": {"batch_norm": True},
-}
+VARIANTS = {"w16": {"width": 16}, "w64": {"width": 64}, "bn": {"batch_norm": True}}
 
 
 def bench_config(model: str, **changes: object) -> TrainConfig:
-    """``mnistcore.preset(model)``, or the seed net changed as ``VARIANTS[model]``, with
-    ``changes``."""
+    """``mnistcore.preset(model)`` with ``changes``, or the seed net changed as VARIANTS says."""
     if model in VARIANTS:
         return preset("seed", **VARIANTS[model], **changes)
     return preset(model, **changes)
@@ -65,13 +61,9 @@ def member_configs(config: TrainConfig, population: int) -> list[TrainConfig]:
     return configs
 
 
-def evaluation(model: nn.Module, split: Split, batch_size: int) -> Callable[[], None]:
+def evaluation(model: nn.Module, split: Split, batch_size: int) -> Callable[[], object]:
     """mnistcore's ``evaluate`` over ``split`` (it syncs once itself, for ``.item()``)."""
-
-    def work() -> None:
-        evaluate(model, split, batch_size=batch_size)
-
-    return work
+    return functools.partial(evaluate, model, split, batch_size=batch_size)
 
 
 def endless(make: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]) -> Iterator:
@@ -80,17 +72,12 @@ def endless(make: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]) -> 
         yield from make()
 
 
-def mnistcore_batches(data: Dataset, batch_size: int, count: int) -> Callable[[], None]:
+def mnistcore_batches(data: Dataset, batch_size: int, count: int) -> Callable[[], object]:
     """``count`` batches as the trainer draws them (``iterate_batches``: randperm indexing)."""
     images, labels = data.train
     generator = torch.Generator().manual_seed(0)
     stream = endless(lambda: iterate_batches(images, labels, batch_size, generator))
-
-    def work() -> None:
-        for _batch in itertools.islice(stream, count):
-            pass
-
-    return work
+    return lambda: collections.deque(itertools.islice(stream, count), maxlen=0)  # draw, keep none
 
 
 def epoch_subset(data: Dataset, n_train: int, n_val: int = 64) -> Dataset:

@@ -105,7 +105,7 @@ def test_extra_info_of_a_population_case_is_checked():
 
 
 def test_member_steps_keep_member_images_per_call():
-    budget = Budget.full()
+    budget = Budget()
     cpu = torch.device("cpu")
     # 8,192 member-images per call on the CPU: fewer steps as K grows, never none.
     assert budget.member_steps(cpu, 128, 1) * 128 == 8192

@@ -295,12 +295,11 @@ def test_data_path_fills_extra_info_and_the_ratio(
     kind: str, data_files, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(data_path, "BATCHES_PER_CALL", 4)
-    seed_dataset, mnistcore_dataset = data_files.seed_dataset(), data_files.mnistcore_dataset()
     run = getattr(data_path, f"test_{kind}")
     infos = {}
     for pipeline in ("mnistcore", "seed"):  # the ratio must not depend on this order
         bench = StubBenchmark(with_stats=True)
-        run(bench, TINY, seed_dataset, mnistcore_dataset, data_files, "cpu", pipeline)
+        run(bench, TINY, data_files, "cpu", pipeline)
         _check(bench, kind)
         infos[pipeline] = bench.extra_info
     assert infos["seed"]["pipeline"] == "seed" and infos["mnistcore"]["pipeline"] == "mnistcore"
