@@ -1,9 +1,8 @@
 """reports: builds the HTML site from stored studies and benchmark runs (never trains).
 
-``build_report(storage=...)`` (also ``python -m reports``) reads an Optuna storage and the JSON
-files under ``.benchmarks/`` through ``studies`` and writes ``index.html``, ``benchmarks.html``,
-``studies/*.html`` and ``plotly.min.js`` into the output folder. Imported on first use, so
-``import reports`` does not pay for plotly.
+``build_report(storage=...)`` (also ``python -m reports``) reads them through ``studies`` and
+writes ``index.html``, ``benchmarks.html``, ``studies/*.html`` and ``plotly.min.js``; imported
+on first use, so ``import reports`` does not pay for plotly.
 """
 
 from __future__ import annotations

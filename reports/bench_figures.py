@@ -9,8 +9,6 @@ from reports.panel import Panel, draw_panel
 from studies.bench_data import BenchData, BenchRun
 from studies.bench_tables import population_table, time_to_accuracy_table
 
-__all__ = ["bench_panels", "population_panels", "time_to_accuracy_panels", "trend_panel"]
-
 DEVICE_COLORS = {"cpu": "#1f77b4", "cuda": "#2ca02c"}
 PIPELINE_COLORS = {"seed": "#ff7f0e", "mnistcore": "#1f77b4"}  # seed: the baseline, first
 PRESET_COLORS = {"seed": "#ff7f0e", "study": "#1f77b4"}  # population presets
@@ -23,7 +21,7 @@ def bench_panels(data: BenchData, run: BenchRun) -> list[Panel]:
     the population size K on each device, and time to accuracy per dataset and device."""
     every = data.rows_of(run)  # time-to-accuracy cases have no img/s
     rows = every.dropna(subset=["images_per_second"])
-    key = _key(run)
+    key = "".join(c if c.isalnum() else "-" for c in run.label)
     where = f" for benchmark run {run.label}"
     compute = rows[~rows["kind"].isin([*DATA_KINDS, "population_step"])]
     # Data cases: one bar per pipeline, side by side, for each case on each device.
@@ -222,10 +220,6 @@ def _tta_table(table: pd.DataFrame) -> go.Figure:
         cells={"values": [list(c) for c in zip(*rows, strict=True)], "align": "left",
                "height": 26},
     ))  # fmt: skip
-
-
-def _key(run: BenchRun) -> str:
-    return "".join(c if c.isalnum() else "-" for c in run.label)
 
 
 def _short(value: float) -> str:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import optuna
-import pandas as pd
 
 from reports.bench_figures import bench_panels, trend_panel
 from reports.page import render, study_href, write_site
@@ -20,31 +19,14 @@ from studies.formatting import export_command, hide_password, storage_option
 from studies.storage import DEFAULT_JOURNAL, StorageError, read_storage
 from studies.study_data import StudyReport, slugify, study_report
 
-__all__ = ["DEFAULT_BENCHMARKS", "DEFAULT_OUT", "build_report", "rebuild_command"]
-
 AUTOSAVE = "pytest bench/ --benchmark-autosave"
 DEFAULT_BENCHMARKS = Path(".benchmarks")  # pytest-benchmark's autosave folder
 DEFAULT_OUT = Path("reports")
 
 
-@dataclass(frozen=True, eq=False)
-class StudyPage:
+class StudyPage(NamedTuple):
     report: StudyReport
     panels: list[Panel]
-    href: str
-
-
-@dataclass(frozen=True, eq=False)
-class RunSection:
-    """The latest run of one machine on the benchmark page."""
-
-    run: BenchRun
-    summary: str
-    panels: list[Panel]
-    speedups: pd.DataFrame  # case, kind, cpu, cuda, speedup
-    data_paths: pd.DataFrame  # group, kind, dataset, device, seed, mnistcore, speedup
-    machine: list[tuple[str, str]]
-    has_cuda: bool
 
 
 def build_report(
@@ -54,20 +36,17 @@ def build_report(
     benchmarks_dir: Path = DEFAULT_BENCHMARKS,
     out_dir: Path = DEFAULT_OUT,
 ) -> Path:
-    """Build the HTML report from an Optuna storage and pytest-benchmark JSON files.
-
-    Returns the path of index.html. Raises `studies.storage.StorageError`, before writing,
-    when a storage the caller named cannot be read or does not hold a study it named; every
-    other gap (no study, no benchmarks, a damaged JSON file) ends up on the page as a note
-    saying how to fill it, with a warning for each skipped file.
-    """
+    """Build the HTML report from an Optuna storage and pytest-benchmark JSON files; returns
+    the path of index.html. Raises StorageError, before writing, when a storage named cannot be
+    read or lacks a study named; every other gap (no study, no benchmarks, a damaged JSON file)
+    is a note on the page saying how to fill it, and a warning for each skipped file."""
     backend = read_storage(storage)
-    label = _storage_label(storage, backend)
+    # backend is None only when no storage was named and the default journal is absent
+    label = "none" if backend is None else hide_password(storage or str(DEFAULT_JOURNAL))
     studies = _study_pages(backend, study_names, label)
     bench = load_benchmarks(Path(benchmarks_dir))
-    built = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     common = {
-        "built": built,
+        "built": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "storage_label": label,
         "benchmarks_dir": str(benchmarks_dir),
         "autosave": AUTOSAVE,
@@ -92,11 +71,12 @@ def build_report(
             "benchmarks.html.j2", "benchmarks.html", bench=bench, sections=sections,
             trend=trend_panel(bench), **common,
         ),
-    ]
+    ]  # fmt: skip
     pages += [
-        render("study.html.j2", page.href, study=page.report, panels=page.panels,
-               export=export_command(storage=storage, study_name=page.report.name), **common)
-        for page in studies
+        render("study.html.j2", study_href(entry.report.slug), study=entry.report,
+               panels=entry.panels, **common,
+               export=export_command(storage=storage, study_name=entry.report.name))
+        for entry in studies
     ]  # fmt: skip
     return write_site(Path(out_dir), pages)
 
@@ -138,7 +118,7 @@ def _study_pages(
     for name in wanted or available:
         study = optuna.load_study(study_name=name, storage=backend)
         report = study_report(study, slug=_unique(slugify(name), slugs))
-        pages.append(StudyPage(report, study_panels(study, report), study_href(report.slug)))
+        pages.append(StudyPage(report, study_panels(study, report)))
     return pages
 
 
@@ -147,17 +127,18 @@ def _latest_per_machine(bench: BenchData) -> list[BenchRun]:
     return sorted(latest.values(), key=bench.runs.index, reverse=True)
 
 
-def _run_section(bench: BenchData, run: BenchRun) -> RunSection:
+def _run_section(bench: BenchData, run: BenchRun) -> dict[str, Any]:
+    """The latest run of one machine on the benchmark page."""
     rows = bench.rows_of(run)
-    return RunSection(
-        run=run,
-        summary=machine_summary(run),
-        panels=bench_panels(bench, run),
-        speedups=speedup_table(rows),
-        data_paths=data_path_table(rows),
-        machine=machine_rows(run),
-        has_cuda=bool((rows["device"] == "cuda").any()),
-    )
+    return {
+        "run": run,
+        "summary": machine_summary(run),
+        "panels": bench_panels(bench, run),
+        "speedups": speedup_table(rows),  # case, kind, cpu, cuda, speedup
+        "data_paths": data_path_table(rows),  # group, kind, dataset, device, seed, mnistcore, ...
+        "machine": machine_rows(run),
+        "has_cuda": bool((rows["device"] == "cuda").any()),
+    }
 
 
 def _unique(slug: str, taken: set[str]) -> str:
@@ -178,9 +159,3 @@ def _not_stored(unknown: list[str], storage_label: str, available: list[str]) ->
         )
     held = ", ".join(map(repr, available))
     return f"{which} not in {storage_label}; it holds: {held} (use --study with one of them)"
-
-
-def _storage_label(storage: str | None, backend: object) -> str:
-    if storage is None:
-        return str(DEFAULT_JOURNAL) if backend is not None else "none"
-    return hide_password(storage)

@@ -12,10 +12,8 @@ from pathlib import Path
 from reports.build import AUTOSAVE, DEFAULT_BENCHMARKS, DEFAULT_OUT, build_report
 from studies.storage import DEFAULT_JOURNAL, StorageError
 
-__all__ = ["main"]
 
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m reports",
         description="Build the offline HTML report (index.html, a page per study, "
@@ -44,11 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})"
     )
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parser.parse_args(argv)
     if args.benchmarks is not None and not args.benchmarks.is_dir():
         print(f"error: there is no benchmark folder {args.benchmarks}: pass --benchmarks the "
               f"folder `{AUTOSAVE}` writes ({DEFAULT_BENCHMARKS} by default), or leave it out",
@@ -57,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():  # restores showwarning on the way out
         # Skipped files and undrawable figures: one line each, not a source excerpt.
         warnings.simplefilter("always")
-        warnings.showwarning = _show_warning
+        warnings.showwarning = lambda msg, *_, **__: print(f"warning: {msg}", file=sys.stderr)
         try:
             index = build_report(
                 storage=args.storage,
@@ -80,8 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _under(filename: object, folder: Path) -> bool:
     if not isinstance(filename, str | os.PathLike):
         return False
-    path, folder = Path(os.path.abspath(filename)), Path(os.path.abspath(folder))
-    return path == folder or folder in path.parents
+    return Path(os.path.abspath(filename)).is_relative_to(os.path.abspath(folder))
 
 
 def _unwritable(out: Path, error: OSError) -> str:
@@ -93,7 +86,3 @@ def _unwritable(out: Path, error: OSError) -> str:
     elif Path(error.filename) != out:
         why = f"{why}: {error.filename}"
     return f"cannot write the report to folder {out}: {why}; pass --out a folder you can write to"
-
-
-def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
-    print(f"warning: {message}", file=sys.stderr)

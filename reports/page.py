@@ -1,8 +1,6 @@
-"""Render pages from jinja2 templates and write the report folder.
-
-All pages are rendered in memory first; only then are the previous report's generated files
-removed and the new ones written, so a failing build leaves the old report in place. The
-Optuna journal or database that may live in the same folder is never touched.
+"""Render pages from jinja2 templates and write the report folder: every page is rendered in
+memory first, so a failing build leaves the old report in place, and the Optuna journal or
+database that may live in the same folder is never touched.
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ import functools
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +22,13 @@ from studies import formatting as fmt
 from studies.confirmation import baseline_sentence
 from studies.intervals import format_accuracy, format_spread, wilson_text
 
-__all__ = ["PLOTLY_JS", "STUDY_DIR", "render", "study_href", "write_site"]
-
 PLOTLY_JS = "plotly.min.js"  # written once beside index.html; every page loads it
 STUDY_DIR = "studies"
 TOP_LEVEL_PAGES = ("index.html", "benchmarks.html")
 
 # Plot toolbar without the plotly logo link: nothing on the page points off the machine.
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
-
-
-@dataclass(frozen=True)
-class Page:
-    path: str  # relative to the output folder, "/"-separated
-    html: str
+Page = tuple[str, str]  # a page's path in the output folder ("/"-separated) and its HTML
 
 
 def study_href(slug: str) -> str:
@@ -49,27 +39,20 @@ def render(template: str, path: str, **context: Any) -> Page:
     root = "../" * path.count("/")  # pages in studies/ reach plotly.min.js one level up
     page = template.removesuffix(".html.j2")  # highlights the current page in the top bar
     html = _environment().get_template(template).render(root=root, page=page, **context)
-    return Page(path, html)
+    return path, html
 
 
 def write_site(out_dir: Path, pages: Sequence[Page]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_generated(out_dir)
+    generated = [out_dir / name for name in (*TOP_LEVEL_PAGES, PLOTLY_JS)]
+    for old in [*generated, *(out_dir / STUDY_DIR).glob("*.html")]:  # never the journal
+        old.unlink(missing_ok=True)
     (out_dir / PLOTLY_JS).write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
-    for page in pages:
-        target = out_dir / page.path
+    for path, html in pages:
+        target = out_dir / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(page.html, encoding="utf-8")
+        target.write_text(html, encoding="utf-8")
     return out_dir / "index.html"
-
-
-def _remove_generated(out_dir: Path) -> None:
-    for name in (*TOP_LEVEL_PAGES, PLOTLY_JS):
-        (out_dir / name).unlink(missing_ok=True)
-    studies = out_dir / STUDY_DIR
-    if studies.is_dir():
-        for old in studies.glob("*.html"):
-            old.unlink()
 
 
 @functools.cache
@@ -108,8 +91,7 @@ def plot_html(panel: Panel) -> Markup:
     if panel.figure is None:
         return Markup("")
     html = panel.figure.to_html(
-        full_html=False, include_plotlyjs=False, div_id=f"plot-{panel.key}",
-        config=PLOT_CONFIG,
+        full_html=False, include_plotlyjs=False, div_id=f"plot-{panel.key}", config=PLOT_CONFIG
     )
     return Markup(html)  # plotly's own markup; titles and hover texts are JSON-encoded
 
@@ -130,8 +112,9 @@ def _cell(column: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     name = column.lower()
-    for word, write in (("epoch", fmt.format_epochs), ("accuracy", fmt.percent),
-                        ("img/s", fmt.format_images_per_second), ("speedup", fmt.format_ratio)):
+    kinds = (("epoch", fmt.format_epochs), ("accuracy", fmt.percent),
+             ("img/s", fmt.format_images_per_second), ("speedup", fmt.format_ratio))  # fmt: skip
+    for word, write in kinds:
         if word in name:
             return write(value)
     return f"{value:.1f}" if name == "seconds" else fmt.format_value(value)

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
-__all__ = ["Panel", "draw_panel", "style"]
-
 
 @dataclass(frozen=True)
 class Panel:
@@ -25,29 +23,26 @@ def draw_panel(
     key: str, title: str, draw: Callable[[], go.Figure], *, caption: str | None = None,
     where: str = "", wide: bool = False,
 ) -> Panel:  # fmt: skip
-    """Draw one figure; a figure that cannot be drawn costs its panel, not the whole report."""
+    """Draw one figure, in the look of every figure; one that cannot be drawn costs its panel,
+    not the whole report."""
     try:
         figure = draw()
     except Exception as error:  # a plotting failure must not lose the other panels
         message = f"could not draw {title!r}{where}: {type(error).__name__}: {error}"
         warnings.warn(message, stacklevel=2)
         return Panel(key, title, missing=message, wide=wide)
-    return Panel(key, title, figure=style(figure), caption=caption, wide=wide)
-
-
-def style(figure: go.Figure, *, height: int = 420) -> go.Figure:
-    """One look for every figure; the panel's heading replaces optuna's own plot title, and the
-    width follows the page (optuna fixes some widths, e.g. 300 px per slice subplot)."""
+    # the panel's heading replaces optuna's own plot title, and the width follows the page
+    # (optuna fixes some widths, e.g. 300 px per slice subplot)
     figure.update_layout(
         template="plotly_white",
         title_text="",
         width=None,
         autosize=True,
-        height=height,
+        height=420,
         margin={"l": 60, "r": 20, "t": 30, "b": 50},
         font={"family": "system-ui, sans-serif", "size": 12},
     )
     # Room for tick labels such as short parameter names beside a long axis title.
     figure.update_xaxes(automargin=True)
     figure.update_yaxes(automargin=True)
-    return figure
+    return Panel(key, title, figure=figure, caption=caption, wide=wide)

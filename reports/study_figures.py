@@ -1,8 +1,6 @@
-"""Figures of one study: optuna.visualization where it already draws the plot, plotly otherwise.
-
-Only drawing here; what to draw comes from `StudyReport` (study_data.py). Each figure checks
-its own precondition and otherwise leaves a panel saying what is missing.
-"""
+"""Figures of one study, drawn from its `StudyReport`: optuna.visualization where it already
+draws the plot, plotly otherwise; a figure whose precondition fails is a panel saying what is
+missing."""
 
 from __future__ import annotations
 
@@ -19,10 +17,9 @@ from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
 from reports.panel import Panel, draw_panel
+from studies.formatting import format_epochs
 from studies.intervals import Interval, wilson
-from studies.study_data import StudyReport, format_epochs
-
-__all__ = ["study_panels"]
+from studies.study_data import StudyReport
 
 PRUNED_COLOR = "#d62728"
 COMPLETE_COLOR = "#1f77b4"
@@ -32,8 +29,7 @@ STATE_COLORS = {"complete": "blue", "fail": "red", "pruned": "orange", "running"
 # States whose curves Optuna's intermediate-values plot draws (failed trials' are left out).
 CURVE_STATES = ("complete", "pruned", "running")
 CONTOUR = ("lr", "momentum")
-# How to search a parameter, for notes on pinned ones: the search's default ranges
-# (search/space.py DEFAULT_SPACE; the report does not import the search).
+# how to search a pinned parameter: search/space.py's DEFAULT_SPACE (reports imports no search)
 SEARCH_FLAGS = {"lr": "--lr 0.01:0.5", "momentum": "--momentum 0.5:0.98"}
 
 
@@ -73,12 +69,12 @@ def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
             "diamond: the search trial's one value (and its 95 % Wilson interval). Best "
             "confirmed mean first.")  # fmt: skip
     add("history", f"Optimization history ({value_name})",
-        lambda: ov.plot_optimization_history(study, **first), complete=True)
+        lambda: ov.plot_optimization_history(study, **first), complete=True)  # fmt: skip
 
     title = "Learning curves (val accuracy over epochs; ✕ = pruned here)"
     if not report.curves.empty:
         within = (f" A report step is 1/{report.steps_per_epoch} of an epoch."
-                  if report.steps_per_epoch > 1 else "")
+                  if report.steps_per_epoch > 1 else "")  # fmt: skip
         add("intermediate", title, lambda: _learning_curves(report),
             caption="Dotted lines are pruned trials; each stops where the pruner cut it."
             f"{within} The grey line marks the epoch budget (max_epochs).")  # fmt: skip
@@ -94,9 +90,9 @@ def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
             complete=True)  # fmt: skip
     no_speeds = f"no trial recorded images_per_second with an accuracy yet: {more_trials}"
     add("throughput", "Val accuracy vs training throughput (img/s)", lambda: _throughput(report),
-        missing=no_speeds if report.throughput.empty else None)
+        missing=no_speeds if report.throughput.empty else None)  # fmt: skip
     add("parallel", "Parallel coordinates", lambda: ov.plot_parallel_coordinate(study, **first),
-        missing=pinned(()), complete=True)
+        missing=pinned(()), complete=True)  # fmt: skip
 
     title = "Parameter importances (PED-ANOVA)"
     if nothing_searched or n_complete == 0:
@@ -110,7 +106,7 @@ def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
         missing=pinned(pinned_params) or (reason and f"{reason}: {more_trials}"),
         complete=True)  # fmt: skip
     add("slice", "Slice plots", lambda: ov.plot_slice(study, **first), missing=pinned(()),
-        complete=True, wide=True)
+        complete=True, wide=True)  # fmt: skip
 
     title = "Timeline"
     if report.populations:
@@ -119,7 +115,7 @@ def study_panels(study: optuna.Study, report: StudyReport) -> list[Panel]:
             "the box is labelled with its id.")  # fmt: skip
     else:
         add("timeline", title, lambda: ov.plot_timeline(study), wide=True,
-            missing=None if report.counts.total else f"no trials yet: {more_trials}")
+            missing=None if report.counts.total else f"no trials yet: {more_trials}")  # fmt: skip
     if not waiting:
         return panels
     # One note instead of a wall of identical ones; keep what still drew.
@@ -197,7 +193,7 @@ def _learning_curves(report: StudyReport) -> go.Figure:
             text=[f"trial {number}, epoch {format_epochs(e)} (step {s})" for e, s in zip(
                 curve["epoch"], curve["step"], strict=True)],
             hovertemplate="%{text}<br>val acc %{y:.2%}<extra></extra>",
-        ))
+        ))  # fmt: skip
     pruned = curves[curves["state"] == "pruned"]
     last = pruned.sort_values("step").groupby("trial").tail(1)
     if not last.empty:
@@ -207,12 +203,12 @@ def _learning_curves(report: StudyReport) -> go.Figure:
             text=[f"trial {n} pruned after {format_epochs(e)} epoch{'' if e == 1 else 's'}"
                   for n, e in zip(last["trial"], last["epoch"], strict=True)],
             hoverinfo="text",
-        ))
+        ))  # fmt: skip
     if report.max_epochs:
         figure.add_vline(x=report.max_epochs, line={"color": "#bbbbbb", "dash": "dash"},
-                         annotation_text="max_epochs", annotation_position="top left")
+                         annotation_text="max_epochs", annotation_position="top left")  # fmt: skip
     figure.update_layout(xaxis={"title": "epoch", "dtick": 1}, showlegend=False,
-                         yaxis={"title": "val accuracy", "tickformat": ".1%"})
+                         yaxis={"title": "val accuracy", "tickformat": ".1%"})  # fmt: skip
     return figure
 
 
@@ -236,7 +232,7 @@ def _population_timeline(report: StudyReport) -> go.Figure:
             marker={"color": color},
             text=[_bar_hover(row) for row in bars.itertuples()], textposition="none",
             hovertemplate="%{text}<extra></extra>",
-        ))
+        ))  # fmt: skip
     for population in report.populations:
         members = rows.index[rows["population_id"] == population.id]
         if members.empty:
@@ -247,11 +243,11 @@ def _population_timeline(report: StudyReport) -> go.Figure:
             type="rect", xref="x", yref="y", x0=population.start, x1=end,
             y0=first - 0.5, y1=last + 0.5, line={"color": "#444444", "width": 1},
             fillcolor="rgba(0, 0, 0, 0.04)", layer="below",
-        )
+        )  # fmt: skip
         figure.add_annotation(
             x=end, y=(first + last) / 2, xref="x", yref="y", text=population.id,
             showarrow=False, xanchor="left", xshift=4, font={"size": 10, "color": "#444444"},
-        )
+        )  # fmt: skip
     begin, finish = min(rows["start"]), max(rows["end"])
     label_room = (finish - begin) * 0.15  # right of the last box, for its id
     figure.update_layout(
@@ -259,7 +255,7 @@ def _population_timeline(report: StudyReport) -> go.Figure:
         yaxis={"title": "Trial", "tickmode": "array", "tickvals": list(rows.index),
                "ticktext": [str(n) for n in rows["trial"]]},
         barmode="overlay", showlegend=True,
-    )
+    )  # fmt: skip
     return figure
 
 
@@ -268,16 +264,15 @@ def _bar_hover(row: Any) -> str:  # a row of report.timeline, from itertuples
     if isinstance(row.population_id, str):
         size = row.population_size
         of = f" of {int(size)}" if size == size and size is not None else ""
-        text += (f"<br>population {row.population_id}, member {int(row.population_member)}"
-                 f"{of}")
+        text += f"<br>population {row.population_id}, member {int(row.population_member)}{of}"
     return f"{text}<br>{row.start:%H:%M:%S} – {row.end:%H:%M:%S}"
 
 
 def _throughput(report: StudyReport) -> go.Figure:
     points = report.throughput
     figure = go.Figure()
-    for state, color, symbol in (("complete", COMPLETE_COLOR, "circle"),
-                                 ("pruned", PRUNED_COLOR, "x")):
+    marks = {"complete": (COMPLETE_COLOR, "circle"), "pruned": (PRUNED_COLOR, "x")}
+    for state, (color, symbol) in marks.items():
         some = points[points["state"] == state]
         if some.empty:
             continue
@@ -288,7 +283,7 @@ def _throughput(report: StudyReport) -> go.Figure:
             text=[f"trial {n}<br>{p}" for n, p in zip(some["trial"], some["params"],
                                                        strict=True)],
             hovertemplate="%{text}<br>%{x:,.0f} img/s<br>val acc %{y:.2%}<extra></extra>",
-        ))
+        ))  # fmt: skip
     speeds = points["images_per_second"]
     log_x = speeds.min() > 0 and speeds.max() / speeds.min() > 20
     figure.update_layout(
@@ -305,19 +300,17 @@ def _importance_panels(
     # PED-ANOVA needs no scikit-learn (fANOVA, Optuna's default, does).
     if report.counts.complete < 2:
         return [Panel(key, title, missing="needs at least 2 complete trials, the study has "
-                      f"{report.counts.complete}: {more_trials}")]
-    if not _varied_params(study):  # searched ones (pinned ones are handled by the caller)
+                      f"{report.counts.complete}: {more_trials}")]  # fmt: skip
+    if not _any_varied(study):  # of the searched ones (the caller notes pinned ones)
         return [Panel(key, title, missing="no parameter took two different values over the "
-                      f"complete trials: {more_trials}")]
-    if not report.is_multi_objective:
-        return [draw_panel(key, title, lambda: ov.plot_param_importances(
-            study, evaluator=PedAnovaImportanceEvaluator(),
-            target_name=report.objective_names[0]), where=where)]
+                      f"complete trials: {more_trials}")]  # fmt: skip
+    multi = report.is_multi_objective
     panels = []
     for i, (name, direction) in enumerate(
         zip(report.objective_names, report.directions, strict=True)
     ):
-        # With a target PED-ANOVA ranks params by reaching *low* values: flip maximized ones.
+        # With a target PED-ANOVA ranks params by reaching *low* values: flip maximized ones
+        # (for one objective the figure is the same as without a target).
         sign = -1.0 if direction == "maximize" else 1.0
 
         def draw(i: int = i, sign: float = sign, name: str = name) -> go.Figure:
@@ -325,9 +318,10 @@ def _importance_panels(
                 warnings.filterwarnings("ignore", message=".*low `target` values.*")
                 return ov.plot_param_importances(
                     study, evaluator=PedAnovaImportanceEvaluator(),
-                    target=lambda t: sign * t.values[i], target_name=name)
+                    target=lambda t: sign * t.values[i], target_name=name)  # fmt: skip
 
-        panels.append(draw_panel(f"{key}-{i}", f"{title}: {name}", draw, where=where))
+        named = (f"{key}-{i}", f"{title}: {name}") if multi else (key, title)
+        panels.append(draw_panel(*named, draw, where=where))
     return panels
 
 
@@ -335,12 +329,10 @@ def _complete(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def _varied_params(study: optuna.Study) -> list[str]:
+def _any_varied(study: optuna.Study) -> bool:
     complete = _complete(study)
     names = {p for t in complete for p in t.params}
-    return sorted(
-        n for n in names if len({repr(t.params[n]) for t in complete if n in t.params}) > 1
-    )
+    return any(len({repr(t.params[n]) for t in complete if n in t.params}) > 1 for n in names)
 
 
 def _contour_missing(study: optuna.Study, params: tuple[str, str]) -> str | None:
@@ -354,9 +346,8 @@ def _contour_missing(study: optuna.Study, params: tuple[str, str]) -> str | None
 
 
 def _searched(study: optuna.Study) -> set[str] | None:
-    """The parameters the study searched, by its finished trials (which asked for every searched
-    parameter): a pinned one is in none of their params, or has a distribution of one value.
-    None before any trial finished: nothing is known to be pinned yet."""
+    """The parameters the finished trials searched (a pinned one is in none of their params, or
+    has a distribution of one value); None before any trial finished."""
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     if not finished:
         return None
@@ -364,25 +355,18 @@ def _searched(study: optuna.Study) -> set[str] | None:
 
 
 def _pinned_note(report: StudyReport, names: Sequence[str]) -> str:
-    """Why more trials cannot help and how to search: a new study, as a study keeps its space."""
-    dataset = ["--dataset", report.dataset] if report.dataset else []
+    """Why more trials cannot help and how to search: a new study, as a study keeps its space.
+    ``names``: the contour's pinned parameters; none: every parameter was pinned."""
     if names:
-        which = " and ".join(names)
-        verb = "was" if len(names) == 1 else "were"
+        which = f"{' and '.join(names)} {'was' if len(names) == 1 else 'were'}"
         needs = f"this contour needs both {' and '.join(CONTOUR)} searched"
-        flags = [w for n in names for w in SEARCH_FLAGS.get(n, f"--{n} LOW:HIGH").split()]
-        suffix = "-".join(CONTOUR)
     else:
-        which, verb = "every parameter", "was"
-        needs = "this figure needs at least one searched parameter"
-        flags = SEARCH_FLAGS["lr"].split()
-        suffix = "searched"
-    command = shlex.join(
-        ["python", "-m", "search.study", *dataset, *flags,
-         "--study-name", f"{report.name}-{suffix}"]
-    )
+        which, needs = "every parameter was", "this figure needs at least one searched parameter"
+    dataset = ["--dataset", report.dataset] if report.dataset else []
+    flags = [w for n in names or ["lr"] for w in SEARCH_FLAGS.get(n, f"--{n} LOW:HIGH").split()]
+    name = f"{report.name}-{'-'.join(CONTOUR) if names else 'searched'}"
+    command = shlex.join(["python", "-m", "search.study", *dataset, *flags, "--study-name", name])
     return (
-        f"{which} {verb} pinned in this study (not searched), so more trials cannot draw "
-        f"this: {needs}. Search {'them' if len(names) > 1 else 'it'} in a new study, e.g. "
-        f"`{command}`"
+        f"{which} pinned in this study (not searched), so more trials cannot draw this: {needs}. "
+        f"Search {'them' if len(names) > 1 else 'it'} in a new study, e.g. `{command}`"
     )

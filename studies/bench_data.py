@@ -1,7 +1,5 @@
 """Read pytest-benchmark JSON files (`.benchmarks/<machine>/NNNN_*.json`) into plain data: the
-runs, one row per benchmark, and the machine each ran on. The tables built from the rows are in
-``bench_tables``.
-
+runs, one row per benchmark (tables of them in ``bench_tables``), and the machine each ran on.
 A file that cannot be read is skipped with a warning naming it; the rest still counts.
 """
 
@@ -19,25 +17,16 @@ import pandas as pd
 from studies.bench_tables import time_to_accuracy_table  # noqa: F401 (re-exported)
 from studies.trial_record import as_int, as_number
 
-# extra_info keys copied into the rows frame (missing ones stay empty).
+# extra_info keys copied into the rows frame (missing ones stay empty); what each means is said
+# where bench/ writes it: timing.py (REQUIRED_FIELDS, POPULATION_FIELDS), ratios.py (speedup_vs_*)
+# and time_to_accuracy.py (result_info)
 EXTRA_KEYS = (
     "cpu_load_1min", "kind", "images_per_second", "batch_size", "device", "device_name",
     "precision", "channels_last", "threads", "n_params", "model", "pipeline", "dataset",
-    "mode",  # population_step: population | single (K=1, the baseline)
-    "population",  # population_step: K, members trained as one module (1 for the baseline)
-    "member_images_per_second",  # population_step: images one member trains per second
-    "speedup_vs_single",  # population_step: member img/s / the single model's, same run
-    # time_to_accuracy (bench/test_time_to_accuracy.py): training seconds to a test accuracy
-    "recipe",  # tutorial | tuned | tutorial-dataloader
-    "target",  # test accuracy to reach, a fraction
-    "seconds_to_target",  # median over seeds of the training seconds; None: not reached
-    "epochs_to_target",  # median epochs needed; None: not reached
-    "epoch_cap",  # epochs a recipe may train before it counts as not reached
-    "seeds",  # the seeds trained, one per round
-    "seconds_per_seed",  # each seed's training seconds (to the target, or all it trained)
-    "reached_per_seed", "epochs_per_seed",
-    "speedup_vs_seed",  # the tutorial recipe's median seconds / this one's, same run
-    "speedup_vs_seed_at_least",  # the same, a lower bound: the tutorial recipe did not reach it
+    "mode", "population", "member_images_per_second", "speedup_vs_single",  # population_step
+    "recipe", "target", "seconds_to_target", "epochs_to_target", "epoch_cap", "seeds",
+    "seconds_per_seed", "reached_per_seed", "epochs_per_seed", "speedup_vs_seed",
+    "speedup_vs_seed_at_least",  # time_to_accuracy
 )  # fmt: skip
 # extra_info read as numbers (None when missing or not one, e.g. a target not reached) ...
 NUMBER_KEYS = {"cpu_load_1min", "images_per_second", "member_images_per_second",
@@ -91,8 +80,8 @@ def load_benchmarks(directory: Path) -> BenchData:
     files = sorted(directory.rglob("*.json")) if directory.is_dir() else []
     for path in files:
         try:
-            run, run_rows = _read_run(path, directory)
-        except (OSError, UnicodeDecodeError, ValueError) as error:
+            run, run_rows = read_run(path, directory)
+        except (OSError, ValueError) as error:  # ValueError: UnicodeDecodeError too
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             warnings.warn(f"skipped benchmark file {path}: {reason}", stacklevel=2)
             skipped.append((path, reason))
@@ -103,20 +92,14 @@ def load_benchmarks(directory: Path) -> BenchData:
     return BenchData(runs=runs, rows=pd.DataFrame(rows, columns=ROW_COLUMNS), skipped=skipped)
 
 
-def read_run(path: Path) -> tuple[BenchRun, list[dict[str, Any]]]:
-    """One pytest-benchmark JSON file, read as ``load_benchmarks`` reads each file of its folder:
-    the run and one row per benchmark (``ROW_COLUMNS`` keys). The machine is the file's folder.
-
-    Raises OSError, UnicodeDecodeError or ValueError when it is not such a file.
-    """
-    return _read_run(path, path.parent.parent)
-
-
-def _read_run(path: Path, root: Path) -> tuple[BenchRun, list[dict[str, Any]]]:
+def read_run(path: Path, root: Path | None = None) -> tuple[BenchRun, list[dict[str, Any]]]:
+    """One pytest-benchmark JSON file: the run and one row per benchmark (``ROW_COLUMNS`` keys);
+    the machine is its folder under ``root`` (default: the folder's parent). Raises OSError or
+    ValueError when it is not such a file."""
     document = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), list):
         raise ValueError("not a pytest-benchmark file (no 'benchmarks' list)")
-    relative = path.relative_to(root)
+    relative = path.relative_to(root or path.parent.parent)
     machine_id = relative.parts[0] if len(relative.parts) > 1 else "unknown machine"
     commit_info = document.get("commit_info") or {}
     run = BenchRun(
@@ -225,9 +208,7 @@ def machine_summary(run: BenchRun) -> str:
 
 
 def _parse_datetime(text: Any) -> datetime | None:
-    if not isinstance(text, str):
-        return None
     try:
         return datetime.fromisoformat(text)
-    except ValueError:
+    except (TypeError, ValueError):  # TypeError: not a string
         return None

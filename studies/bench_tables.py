@@ -1,7 +1,6 @@
-"""Tables built from the benchmark rows ``bench_data`` reads: CPU vs CUDA per case, the data
-paths, populations against their single model, time to accuracy, and the headline of a run.
-
-Each takes the rows frame (of one run, or several: medians over them) and returns plain data.
+"""Tables built from the benchmark rows ``bench_data`` reads (of one run, or several: medians
+over them): CPU vs CUDA per case, the data paths, populations against their single model, time
+to accuracy, and the headline of a run.
 """
 
 from __future__ import annotations
@@ -42,12 +41,10 @@ def _pivot(
     table = rows.pivot_table(
         index=index, columns=by, values="images_per_second", aggfunc="median", dropna=dropna
     ).reset_index()
-    for column in pair:
-        if column not in table:
-            table[column] = float("nan")
+    table = table.reindex(columns=[*index, *pair])  # a value of ``by`` not measured: NaN
     table["speedup"] = table[pair[1]] / table[pair[0]]
     table.columns.name = None
-    return table[[*index, *pair, "speedup"]]
+    return table
 
 
 def speedup_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -78,9 +75,8 @@ def data_path_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def population_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Population cases, one row per device, preset and K (median over the runs given): the
-    population's member img/s, its single-model baseline's img/s (the same net and batch,
-    trained one step at a time) and ``speedup_vs_single``, the ratio bench/timing.py saved."""
+    """Population cases, one row per device, preset and K: member img/s, the single-model
+    baseline's img/s (the same net and batch) and ``speedup_vs_single`` (bench/ratios.py)."""
     cases = rows[rows["kind"] == "population_step"].dropna(
         subset=["device", "model", "population", "member_images_per_second"]
     )
@@ -103,13 +99,9 @@ def population_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def time_to_accuracy_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Time-to-accuracy cases, one row per dataset, device and recipe (the tutorial's recipe,
-    the tuned one, the tutorial's DataLoader loop, then any other): the target, the median
-    training seconds to it (NaN: not reached by the median seed), each seed's seconds and
-    whether it reached the target, the epochs, and the ratios bench/conftest.py saved
-    (``speedup_vs_seed``, or the lower bound ``speedup_vs_seed_at_least`` where the tutorial
-    recipe did not reach the target). Meant for one run's rows; a case found twice keeps its
-    last row."""
+    """Time-to-accuracy cases of one run, one row per dataset, device and recipe (RECIPE_ORDER,
+    then any other): the target, the median seconds to it (NaN: not reached), each seed's, the
+    epochs and the ratios bench/ratios.py saved; a case found twice keeps its last row."""
     cases = rows[rows["kind"] == "time_to_accuracy"].dropna(subset=["recipe", "target"])
     if cases.empty:
         return pd.DataFrame(columns=TIME_TO_ACCURACY_COLUMNS)

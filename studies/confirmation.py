@@ -1,11 +1,8 @@
 """The confirmation's extract: the configurations the search ranked best, retrained with new
-seeds (search/confirm.py stores them as study user attributes), as plain data for the summary
-and the report.
-
-The confirmed winner is the configuration with the best mean validation accuracy over its
-seeds. The winner's curse is the search's best validation accuracy (one run, the best of many
-noisy values) minus the confirmed mean of that same configuration. The baseline (by default the
-tutorial's recipe) is retrained on the winner's seeds; the two are compared seed by seed.
+seeds (search/confirm.py stores them as study user attributes), as plain data. The winner has
+the best mean validation accuracy over its seeds; the winner's curse is the search's best value
+(one run, the best of many noisy ones) minus that configuration's confirmed mean; the baseline
+(by default the tutorial's recipe) is retrained on the winner's seeds and compared seed by seed.
 """
 
 from __future__ import annotations
@@ -103,16 +100,14 @@ def config_key(config: Mapping[str, Any]) -> str:
 def stored_records(user_attrs: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
     """Trial number -> the stored confirmation record (see search/confirm.py); a record that
     is not of that shape (edited by hand, say) is left out."""
-    records = {}
-    for key, value in user_attrs.items():
-        number = key.removeprefix(rec.CONFIRMED_PREFIX)
-        if (
-            key.startswith(rec.CONFIRMED_PREFIX)
-            and number.isdigit()
-            and _well_formed(value, *SHAPES["confirmed"])
-        ):
-            records[int(number)] = value
-    return records
+    prefix = rec.CONFIRMED_PREFIX
+    return {
+        int(key.removeprefix(prefix)): value
+        for key, value in user_attrs.items()
+        if key.startswith(prefix)
+        and key.removeprefix(prefix).isdigit()
+        and _well_formed(value, *SHAPES["confirmed"])
+    }
 
 
 def _well_formed(
@@ -121,15 +116,14 @@ def _well_formed(
     """Int seeds and accuracies that are numbers or None (that seed diverged) besides."""
     if not isinstance(record, dict):
         return False
-    if not all(isinstance(record.get(k), kind) for k, kind in kinds.items()):
-        return False
-    if None in (rec.as_number(record.get(k)) for k in numbers):
-        return False
     lists = [record.get(k) for k in runs]
-    if not all(isinstance(x, list) for x in lists) or len({len(x) for x in lists}) != 1:
-        return False
-    return all(isinstance(s, int) for s in record["seeds"]) and all(
-        v is None or rec.as_number(v) is not None for v in record["val"] + record["test"]
+    return (
+        all(isinstance(record.get(k), kind) for k, kind in kinds.items())
+        and None not in (rec.as_number(record.get(k)) for k in numbers)
+        and all(isinstance(x, list) for x in lists)
+        and len({len(x) for x in lists}) == 1
+        and all(isinstance(s, int) for s in record["seeds"])
+        and all(v is None or rec.as_number(v) is not None for v in record["val"] + record["test"])
     )
 
 

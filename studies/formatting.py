@@ -1,11 +1,10 @@
-"""Numbers and commands as text, one way per kind of value, for the summary and the report.
-
-Accuracies and shares are percentages (``96.00%``; with their split size and interval in
-``studies.intervals``), epochs drop ``.00`` when whole, a missing value is ``–``.
+"""Numbers and commands as text, one way per kind of value, for the summary and the report; a
+missing value is ``–`` (accuracies with their interval: ``studies.intervals``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
 from pathlib import Path
@@ -13,19 +12,21 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from mnistcore.config import TrainConfig  # torch-free
 from studies.storage import DEFAULT_JOURNAL
 
-# TrainConfig's defaults of the fields that describe the machine rather than the network
-# (mnistcore/config.py; a test checks they agree): `train_command` leaves them out when
-# default, so the command runs anywhere. Literals: this package imports no torch.
-MACHINE_DEFAULTS: dict[str, Any] = {"device": "auto", "threads": 0, "channels_last": True,
-                                    "precision": "auto"}  # fmt: skip
+# TrainConfig's defaults of the fields that describe the machine rather than the network:
+# `train_command` leaves them out when default, so the command runs anywhere
+MACHINE_DEFAULTS: dict[str, Any] = {
+    f.name: f.default
+    for f in dataclasses.fields(TrainConfig)
+    if f.name in ("device", "threads", "channels_last", "precision")
+}
 
 
 def train_command(config: dict[str, Any]) -> str:
-    """The `python -m mnistcore ...` line that trains ``config`` (a TrainConfig as a dict, as a
-    trial's `config` attribute holds it) again: every field in its order, booleans as
-    `--batch-norm` / `--no-batch-norm`, machine fields (MACHINE_DEFAULTS) only when not default.
+    """The `python -m mnistcore ...` line that trains ``config`` (a TrainConfig as a dict) again:
+    every field in its order, booleans as `--x` / `--no-x`, machine fields only when not default.
     """
     if not config:
         raise ValueError(f"train_command needs a recorded configuration, got {config=}")
@@ -42,9 +43,8 @@ def train_command(config: dict[str, Any]) -> str:
 
 
 def export_command(*, storage: str | None, study_name: str) -> str:
-    """The `python -m search.export` line that exports the study's winner: with --storage
-    unless it is the default journal, and always --study-name (right however many studies the
-    storage holds)."""
+    """The `python -m search.export` line that exports the study's winner: --storage unless the
+    default, and always --study-name (right however many studies the storage holds)."""
     words = ["python", "-m", "search.export", "--out", "DIR"]
     return shlex.join([*words, *storage_option(storage), "--study-name", study_name])
 

@@ -1,9 +1,7 @@
-"""95 % intervals for accuracies: ``wilson`` for one accuracy measured on n images, ``seed_spread``
-for the mean of one configuration's accuracies over several seeds; and their text.
-
-On the offline default set the validation split has 400 images, so one image is 0.25 % and a
-single accuracy of 97.25 % is only known to within about ±1.6 %: every accuracy the summary
-and the report print carries its split size and interval.
+"""95 % intervals for accuracies, and their text: ``wilson`` for one accuracy measured on n
+images, ``seed_spread`` for the mean over seeds. On the offline default set the validation split
+has 400 images, so a single 97.25 % is only known to within about ±1.6 %: every accuracy the
+summary and the report print carries its split size and interval.
 """
 
 from __future__ import annotations
@@ -34,10 +32,8 @@ class Spread(NamedTuple):
 
 
 def wilson(accuracy: float, n: int, z: float = Z95) -> Interval:
-    """Wilson score interval of a proportion ``accuracy`` observed on ``n`` images.
-
-    Unlike accuracy ± z·sqrt(p(1-p)/n) it stays inside [0, 1] and is not zero-wide at 100 %.
-    """
+    """Wilson score interval of ``accuracy`` observed on ``n`` images: unlike accuracy ±
+    z·sqrt(p(1-p)/n) it stays inside [0, 1] and is not zero-wide at 100 %."""
     if n <= 0:
         raise ValueError(f"wilson needs n >= 1 images, got {n=}")
     if not 0.0 <= accuracy <= 1.0:
@@ -49,12 +45,11 @@ def wilson(accuracy: float, n: int, z: float = Z95) -> Interval:
 
 
 def seed_spread(values: Sequence[float]) -> Spread:
-    """Mean, standard deviation and 95 % t-interval of ``values`` (accuracies, one per seed),
-    clipped to [0, 1]."""
+    """``t_spread`` of accuracies, one per seed, its interval clipped to [0, 1] (a t-interval
+    from few seeds may leave it)."""
     spread = t_spread(values)
     if spread.interval is None:
         return spread
-    # an accuracy lies in [0, 1]: so does its interval (a t-interval from few seeds may not)
     low, high = spread.interval
     return spread._replace(interval=Interval(max(0.0, low), min(1.0, high)))
 
@@ -73,8 +68,8 @@ def t_spread(values: Sequence[float]) -> Spread:
 
 
 def t_quantile_975(df: int) -> float:
-    """Student's t 97.5 % quantile for ``df`` degrees of freedom: the t with P(|T| <= t) = 0.95,
-    found by bisection on the exact distribution function (no scipy)."""
+    """Student's t with P(|T| <= t) = 0.95 for ``df`` degrees of freedom, by bisection on the
+    exact distribution function (no scipy)."""
     if df < 1:
         raise ValueError(f"t_quantile_975 needs df >= 1, got {df=}")
     low, high = 0.0, 16.0  # t(0.975, 1) = 12.706, the largest of all df
@@ -102,8 +97,7 @@ def _t_within(t: float, df: int) -> float:
 
 
 def wilson_text(accuracy: object, n: object) -> str | None:
-    """``95.1%–98.5%``: the Wilson interval of an accuracy on n images; None when either is
-    unknown."""
+    """``95.1%–98.5%``: the Wilson interval of an accuracy on n images; None if either unknown."""
     accuracy = as_number(accuracy)
     if accuracy is None or not isinstance(n, int) or isinstance(n, bool) or n <= 0:
         return None
@@ -112,19 +106,15 @@ def wilson_text(accuracy: object, n: object) -> str | None:
 
 
 def format_accuracy(accuracy: float | None, n: int | None) -> str:
-    """``97.25% (n=400, 95.1%–98.5%)``: the accuracy, its split size and its Wilson interval;
-    without a known n just the accuracy."""
-    if accuracy is None or (isinstance(accuracy, float) and math.isnan(accuracy)):
+    """``97.25% (n=400, 95.1%–98.5%)``; without a known n just the accuracy."""
+    if accuracy is None or math.isnan(accuracy):
         return "n/a"
     interval = wilson_text(accuracy, n)
-    if interval is None:
-        return f"{accuracy:.2%}"
-    return f"{accuracy:.2%} (n={n:,}, {interval})"
+    return f"{accuracy:.2%}" if interval is None else f"{accuracy:.2%} (n={n:,}, {interval})"
 
 
 def format_spread(spread: Spread) -> str:
-    """``97.17% ± 0.29 (96.4%–97.9%, 3 seeds)``: the mean over seeds, its standard deviation in
-    points and its interval."""
+    """``97.17% ± 0.29 (96.4%–97.9%, 3 seeds)``: mean, sd in points, interval."""
     if spread.interval is None or spread.sd is None:
         return f"{spread.mean:.2%} (1 seed)"
     low, high = spread.interval

@@ -1,16 +1,14 @@
 """Optuna's journal file, the one module that knows its format: records, damage, the lock every
 writer takes, the backend the opener (storage.py) hands to Optuna, and the checked replacement
-that ``python -m studies.repair`` writes with.
-
-Optuna appends each change as one JSON line, ``{"op_code":...}``, holding ``<journal>.lock``.
-A file is damaged in two ways:
+``python -m studies.repair`` writes. Optuna appends each change as one JSON line holding
+``<journal>.lock``. A file is damaged in two ways:
 
 * a cut end: the last line lacks its newline (a writer killed mid-append, a full disk, a power
-  cut). Optuna's reader skips it, but its next append glues a record onto it, and that line
-  stops every later read (optuna/optuna#5138). A writer moves the cut bytes to a side file,
-  holding the lock, when it opens the file and before each append; a reader warns.
-* a damaged line: a whole line that is no record. Nothing can tell what it held, so no opener
-  guesses: the error names the line and ``python -m studies.repair``.
+  cut). Optuna skips it, but its next append glues a record onto it, and that line stops every
+  later read (optuna/optuna#5138). A writer moves the cut bytes to a side file, holding the
+  lock, when it opens the file and before each append; a reader warns.
+* a damaged line: a whole line that is no record. No opener guesses what it held: the error
+  names the line and ``python -m studies.repair``.
 """
 
 from __future__ import annotations
@@ -32,23 +30,10 @@ from typing import Any
 
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
 
-# Optuna 5.1 does not export its op codes from optuna.storages.journal: this is the one import
-# of them; repair.py reads them from here
+# the one import of Optuna's op codes, which 5.1 does not export; repair.py reads them here
 from optuna.storages.journal._storage import JournalOperation
 
 from mnistcore.errors import UserError  # torch-free: mnistcore imports its modules lazily
-
-__all__ = [
-    "RECORD_HEAD",
-    "STALE_LOCK",
-    "JournalLock",
-    "JournalOperation",
-    "StorageError",
-    "is_sqlite",
-    "open_journal",
-    "parse_record",
-    "replace_journal",
-]
 
 STALE_LOCK = 5  # seconds: a journal lock older than this was left by a dead writer
 RECORD_HEAD = b'{"op_code":'  # how Optuna starts every record it writes
@@ -59,9 +44,8 @@ log = logging.getLogger("studies")
 
 
 class StorageError(UserError):
-    """The storage URL or path is malformed, unsupported, missing or unreachable, the journal
-    is damaged, or the storage lacks a study the user named; the message is one line naming it
-    and the fix. Defined here, below the opener (which exports it), as the journal raises it."""
+    """A storage that is malformed, unsupported, missing, unreachable or damaged, or lacks a
+    study the user named: one line naming it and the fix. The opener re-exports it."""
 
 
 def parse_record(line: bytes) -> dict[str, Any] | None:
@@ -90,13 +74,27 @@ def is_sqlite(path: Path) -> bool:
 def open_journal(path: Path, *, writer: bool) -> JournalStorage:
     """Optuna's storage on the journal file ``path``. A ``writer`` moves a cut end aside now and
     before each append; a reader warns about one. A damaged line is the one-line StorageError
-    naming it, now or on a later read."""
+    naming it, now or on a later read; checked now: the last whole line (Optuna skips it until
+    a record appended after it makes every read fail) and a file with no whole line that does
+    not start as a record does (another kind of file, not to be cut aside)."""
     lock = JournalLock(path, mend=writer)
-    if path.is_file():
-        _check_end(path, reader=not writer)
-        if writer:
-            with lock:  # taking it mends the end now, before reading
-                pass
+    data = path.read_bytes() if path.is_file() else b""  # all of it, as Optuna's replay next
+    tail = data.rfind(b"\n") + 1  # where the bytes after the last newline start
+    last = data.rfind(b"\n", 0, max(tail - 1, 0)) + 1
+    if tail and parse_record(data[last:tail]) is None:
+        raise _damaged_error(path)
+    if not tail and data and not RECORD_HEAD.startswith(data[: len(RECORD_HEAD)]):
+        raise _no_journal(path)
+    if writer and data:
+        with lock:  # taking it mends the end now, before reading
+            pass
+    elif len(data) > tail:
+        warnings.warn(
+            f"journal {path} ends with {len(data) - tail} bytes without a newline (a record cut "
+            "off mid-append, or one being appended right now): left out; the next "
+            f"`python -m search.study --storage {shlex.quote(str(path))}` moves them aside",
+            stacklevel=2,
+        )
     return JournalStorage(_CtrlCSafeJournalFile(lock))
 
 
@@ -132,38 +130,15 @@ def _damaged_error(path: Path) -> StorageError:
     )
 
 
-def _check_end(path: Path, *, reader: bool) -> None:
-    """Raise the damaged-journal error when the last whole line is no record (Optuna skips it,
-    until a record appended after it makes every read fail), or when the file has no whole
-    line and does not start as a record does (another kind of file: not to be cut aside); a
-    ``reader`` warns about a cut end. Reads the whole file, as Optuna's replay does next."""
-    data = path.read_bytes()
-    tail = data.rfind(b"\n") + 1  # where the bytes after the last newline start
-    last = data.rfind(b"\n", 0, max(tail - 1, 0)) + 1
-    if tail and parse_record(data[last:tail]) is None:
-        raise _damaged_error(path)
-    if not tail and data and not RECORD_HEAD.startswith(data[: len(RECORD_HEAD)]):
-        raise _no_journal(path)
-    if reader and len(data) > tail:
-        warnings.warn(
-            f"journal {path} ends with {len(data) - tail} bytes without a newline (a record cut "
-            "off mid-append, or one being appended right now): left out; the next "
-            f"`python -m search.study --storage {shlex.quote(str(path))}` moves them aside",
-            stacklevel=2,
-        )
-
-
 def _mend_end(path: Path) -> None:
-    """Make the journal end with a newline, so that the next record starts a line of its own.
-    Call it holding the journal's lock: no writer is mid-append then, so a last line without
-    a newline was cut off for good. Its bytes move to a side file, unless they are a whole
-    record that only lacks its newline (added then)."""
+    """Make the journal end with a newline, holding its lock (no writer is mid-append then, so
+    a last line without one was cut off for good): its bytes move to a side file, unless they
+    are a whole record that only lacks its newline (added then)."""
     with path.open("r+b") as f:
         size = f.seek(0, os.SEEK_END)
         if size == 0 or os.pread(f.fileno(), 1, size - 1) == b"\n":
             return  # each append comes here: only a cut end reads the whole file
-        f.seek(0)
-        data = f.read(size)
+        data = os.pread(f.fileno(), size, 0)  # the position stays at the end
         start = data.rfind(b"\n") + 1
         tail = data[start:]
         if os.fstat(f.fileno()).st_size != size:
@@ -189,8 +164,7 @@ def _mend_end(path: Path) -> None:
 
 
 def _write_beside(path: Path, kind: str, data: bytes) -> Path:
-    """Write ``data`` to a new file ``<path>.<kind>-<date>-<time>`` beside ``path`` (never over
-    an existing one), synced to disk; returns its path."""
+    """Write ``data``, synced, to a new file ``<path>.<kind>-<date>-<time>``; returns its path."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1, 1000):
         side = path.with_name(f"{path.name}.{kind}-{stamp}" + (f"-{n}" if n > 1 else ""))
@@ -232,18 +206,17 @@ def replace_journal(path: Path, old: bytes, new: bytes, lock: JournalLock) -> Pa
 
 
 class JournalLock(JournalFileSymlinkLock):
-    """Optuna's journal lock, the symlink ``<journal>.lock`` that any Optuna writer of the file
-    takes, with a safe takeover of one left by a writer killed inside an append: a link older
-    than STALE_LOCK seconds (an append holds it for milliseconds). A writer's lock (``mend``)
-    also mends a cut end each time it is taken, before the append it guards.
+    """Optuna's journal lock, the symlink ``<journal>.lock`` every Optuna writer takes, with a
+    safe takeover of one a writer killed mid-append left: a link older than STALE_LOCK seconds
+    (an append holds it for milliseconds). A writer's lock (``mend``) also mends a cut end each
+    time it is taken.
 
-    Why not Optuna's own (checked on Optuna 5.1, optuna/storages/journal/_file.py): it takes
-    a dead writer's lock over (optuna/optuna#5971), but ages it by ``os.stat``, which follows
-    the link; a lock from a relative path (``optuna --storage reports/optuna-journal.log``)
-    points nowhere from its folder, and the waiters spin at full CPU forever (lines 172-174).
-    Its ``release`` removes whatever lock is there (lines 199-210), so a waiter past its grace
-    period, or one stopped by Ctrl-C while waiting (195-197), deletes a live writer's lock.
-    This one removes only the link it judged stale, or its own.
+    Why not Optuna's own (5.1, optuna/storages/journal/_file.py; its takeover: optuna#5971): it
+    ages a lock by ``os.stat``, which follows the link; one made from a relative path (``optuna
+    --storage reports/optuna-journal.log``) points nowhere, and waiters spin at full CPU forever
+    (lines 172-174). Its ``release`` removes whatever lock is there (199-210), so a waiter past
+    its grace period, or stopped by Ctrl-C (195-197), deletes a live writer's lock. This one
+    removes only the link it judged stale, or its own.
     """
 
     def __init__(self, journal: Path, *, mend: bool = False) -> None:
@@ -262,8 +235,12 @@ class JournalLock(JournalFileSymlinkLock):
                 pass
             else:
                 self._held = _identity(os.lstat(self.file))  # brand new: no one takes it over
-                if self.mend:
-                    self._mend()
+                try:
+                    if self.mend:
+                        _mend_end(self.journal)
+                except BaseException:
+                    self.release()
+                    raise
                 return True
             try:
                 seen = os.lstat(self.file)
@@ -281,8 +258,7 @@ class JournalLock(JournalFileSymlinkLock):
             delay = min(delay * 2, 0.05)
 
     def renew(self) -> bool:
-        """Whether we still hold the lock; if so its age starts again, so that no waiter takes
-        it over within STALE_LOCK seconds."""
+        """Whether we still hold the lock; if so its age starts again (no takeover for now)."""
         try:
             if self._held is None or _identity(os.lstat(self.file)) != self._held:
                 return False
@@ -296,13 +272,6 @@ class JournalLock(JournalFileSymlinkLock):
         held, self._held = self._held, None
         if held is not None:
             _remove_if(self.file, held)  # not when it was taken over: it is another's now
-
-    def _mend(self) -> None:
-        try:
-            _mend_end(self.journal)
-        except BaseException:
-            self.release()
-            raise
 
     def __enter__(self) -> JournalLock:
         self.acquire()
@@ -318,8 +287,7 @@ def _identity(link: os.stat_result) -> tuple[int, int]:
 
 
 def _remove_if(lock_file: str, identity: tuple[int, int]) -> None:
-    """Remove the lock link if it is still the one with ``identity``; else another writer holds
-    it (a fresh lock, or a renewed one) and it is put back."""
+    """Remove the lock link if it is still the one with ``identity``; else put it back."""
     moved = f"{lock_file}.{uuid.uuid4().hex}.stale"
     try:
         os.rename(lock_file, moved)  # atomic: what is checked below is what was taken
@@ -332,10 +300,8 @@ def _remove_if(lock_file: str, identity: tuple[int, int]) -> None:
 
 
 class _CtrlCSafeJournalFile(JournalFileBackend):
-    """Optuna's journal file backend with Ctrl-C held back while it appends (an interrupt
-    inside the write would leave a record half written, and the next append would move it
-    aside): the KeyboardInterrupt comes right after. A damaged line read is the one-line
-    StorageError naming it."""
+    """Optuna's journal file backend with Ctrl-C held back while it appends (else a record left
+    half written would be moved aside), and a damaged line read as the one-line StorageError."""
 
     def __init__(self, lock: JournalLock) -> None:
         super().__init__(lock.target, lock_obj=lock)

@@ -1,21 +1,14 @@
 """``python -m studies.repair FILE``: mend a damaged Optuna journal file, keeping every record
-that can be read.
+that can be read (the search and the report refuse a journal with a line that is no record).
+Holding the journal's lock, it copies the file to ``FILE.bak-<date>-<time>``, keeps every record
+line, keeps the whole record at the end of a damaged line (one appended onto a record cut off
+mid-append), and drops the other damaged lines and a cut end, except that
 
-The search and the report refuse a journal with a line that is not a record (studies/journal.py
-names the line); this command is the way out. Holding the journal's lock, it
-
-1. copies the file, byte for byte, to ``FILE.bak-<date>-<time>`` beside it;
-2. keeps every line that is a record, unchanged;
-3. keeps the whole record at the end of a damaged line: a record appended onto one cut off
-   mid-append (by a writer without this project's opener) is saved, the cut bytes dropped;
-4. drops the other damaged lines and a cut end (bytes after the last newline), except that
-5. a dropped line that created a trial or a study is put back as a stand-in record.
-
-Why stand-ins: Optuna numbers studies and trials in the order their creating records come, and
-later records name them by that number: dropping the line that created trial 5 would turn
-trial 6 into trial 5. A stand-in trial is RUNNING and empty; its own later records fill it in.
-One whose end was lost stays RUNNING, and the next ``python -m search.study`` fails it and
-queues its retry, as for any trial whose worker died.
+* a dropped line that created a trial or a study is put back as a stand-in record: Optuna
+  numbers studies and trials in the order their creating records come, and later records name
+  them by that number (dropping the line that created trial 5 would turn trial 6 into trial 5).
+  A stand-in trial is RUNNING and empty, filled in by its later records; one whose end was lost
+  is failed and retried by the next ``python -m search.study``, as any trial whose worker died.
 
 Stop the runs that use the file first: a running worker keeps positions in the file in memory.
 """
@@ -46,8 +39,6 @@ from studies.journal import (
 )
 from studies.journal import JournalOperation as Op
 from studies.storage import DEFAULT_JOURNAL, read_storage
-
-__all__ = ["Plan", "main", "plan_repair", "repair"]
 
 REPAIR_WORKER = "studies.repair"  # the worker id of stand-in records
 JOURNAL_REPAIR = "journal_repair"  # system attribute of a stand-in trial: why it is there
@@ -154,15 +145,11 @@ class _Ids:
         """Which kind ("study" or "trial") of id ``record`` names that is not created yet; None
         when there is none."""
         study, trial = record.get("study_id"), record.get("trial_id")
-        if record["op_code"] != Op.CREATE_STUDY and _is_id(study) and study >= self.n_studies:
+        if record["op_code"] != Op.CREATE_STUDY and type(study) is int and study >= self.n_studies:
             return "study"
-        if _is_id(trial) and trial >= self.n_trials:
+        if type(trial) is int and trial >= self.n_trials:  # not a bool
             return "trial"
         return None
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _may_create(raw: bytes) -> bool:
@@ -216,17 +203,16 @@ def _rebuild(items: list[_Item]) -> tuple[list[bytes], list[str], list[int]]:
 def _stand_in_study(item: _Item, ids: _Ids, later: list[_Item]) -> tuple[dict[str, Any], str]:
     study = ids.n_studies
     match = _STUDY_NAME.search(item.raw)
-    name = _json(match.group(1)) if match else None
+    try:
+        name = json.loads(match.group(1)) if match else None
+    except ValueError:  # a cut escape
+        name = None
     said = isinstance(name, str) and name not in ids.studies.values()
     if not said:
         name = f"repaired-study-{study}"
         while name in ids.studies.values():
             name += "-"
-    found = _DIRECTIONS.search(item.raw)
-    if found:
-        directions, how = [int(d) for d in found.group(1).split(b",")], ""
-    else:
-        directions, how = _directions(study, later)
+    directions, how = _directions(study, item.raw, later)
     record = {
         "op_code": Op.CREATE_STUDY,
         "worker_id": REPAIR_WORKER,
@@ -240,9 +226,12 @@ def _stand_in_study(item: _Item, ids: _Ids, later: list[_Item]) -> tuple[dict[st
     )
 
 
-def _directions(study: int, later: list[_Item]) -> tuple[list[int], str]:
-    """A lost study's directions: every objective of this project's search is maximized; a
-    study that does not say its objectives gets Optuna's default."""
+def _directions(study: int, raw: bytes, later: list[_Item]) -> tuple[list[int], str]:
+    """A lost study's directions: as its line says; else every objective of this project's
+    search is maximized; a study that does not say its objectives gets Optuna's default."""
+    found = _DIRECTIONS.search(raw)
+    if found:
+        return [int(d) for d in found.group(1).split(b",")], ""
     for item in later:
         record = item.record or {}
         if record.get("op_code") == Op.SET_STUDY_USER_ATTR and record.get("study_id") == study:
@@ -277,17 +266,6 @@ def _stand_in_trial(
         f"line {item.number}: unreadable, but it created trial {number} of study "
         f"{ids.studies[study]!r}, which later records fill in: put back as an empty trial"
     )
-
-
-def _json(text: bytes) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
-# ---------------------------------------------------------------------------------------------
-# the file and the command
 
 
 def repair(path: Path) -> Plan:
@@ -343,19 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     dropped = ", ".join(map(str, done.dropped))
     lost = f", dropped line{'s' if ',' in dropped else ''} {dropped}" if dropped else ""
     print(f"repaired {path}: kept {done.kept} records{lost}; the original is in {done.backup}")
-    print(_contents(path))
+    # what it holds now, read back as the search and the report read it
+    held = optuna.get_all_study_summaries(read_storage(str(path)), include_best_trial=False)
+    shown = ", ".join(f"{one.study_name!r} ({one.n_trials} trials)" for one in held) or "none"
+    print(f"it now holds {len(held)} stud{'y' if len(held) == 1 else 'ies'}: {shown}")
     return 0
-
-
-def _contents(path: Path) -> str:
-    """What the repaired journal holds, read back as the search and the report read it."""
-    studies = [
-        f"{s.study_name!r} ({s.n_trials} trials)"
-        for s in optuna.get_all_study_summaries(read_storage(str(path)), include_best_trial=False)
-    ]
-    return f"it now holds {len(studies)} stud{'y' if len(studies) == 1 else 'ies'}: " + (
-        ", ".join(studies) or "none"
-    )
 
 
 if __name__ == "__main__":

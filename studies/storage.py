@@ -1,14 +1,9 @@
-"""Open an Optuna storage from ``--storage``: a journal file path or a database URL.
-
-The one opener of the project: the search opens its storage to write (``open_storage``), the
-report to read (``read_storage``, which never creates a journal or SQLite file).
-Torch-free, so ``python -m reports`` stays light.
-
-Default: Optuna's journal file ``reports/optuna-journal.log``. Several processes on one machine
-share it (appends are locked), it resumes, and both ``optuna-dashboard`` and the ``optuna`` CLI
-open it by its path. SQLite works for one process; PostgreSQL/MySQL URLs use Optuna's RDB
-storage with heartbeats, for workers on several machines. What a journal file holds, its
-damage and its lock are studies/journal.py's.
+"""Open an Optuna storage from ``--storage``, a journal file path or a database URL: the one
+opener of the project. The search opens its storage to write (``open_storage``), the report to
+read (``read_storage``, which never creates a journal or SQLite file). Default: Optuna's journal
+file, which several local processes share and ``optuna-dashboard`` and the ``optuna`` CLI open
+by its path; SQLite serves one process; PostgreSQL/MySQL URLs use Optuna's RDB storage with
+heartbeats, for workers on several machines. The journal's format, damage and lock: journal.py.
 """
 
 from __future__ import annotations
@@ -26,22 +21,9 @@ from optuna.storages.journal import JournalStorage
 
 from studies.journal import StorageError, is_sqlite, open_journal
 
-__all__ = [
-    "DEFAULT_JOURNAL",
-    "HEARTBEAT_INTERVAL",
-    "KEEPALIVE",
-    "StorageError",
-    "advisory_key",
-    "first_line",
-    "open_storage",
-    "read_storage",
-    "schema_lock",
-]
-
-# The journal file, not SQLite: SQLite locks the whole database file for each write, and with
-# several worker processes writing trials at once the waiting writers run out of their lock
-# timeout and fail with "database is locked". The journal appends each change as one record
-# under a file lock, so any number of local processes (--workers N) share it safely.
+# The journal file, not SQLite: with several worker processes writing trials at once, SQLite's
+# waiting writers run out of their lock timeout ("database is locked"); the journal appends
+# each change as one record under a file lock, so any number of local processes share it.
 DEFAULT_JOURNAL = Path("reports/optuna-journal.log")
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
@@ -67,11 +49,9 @@ def open_storage(
 ) -> tuple[BaseStorage, str]:
     """The storage for ``spec`` (None: the default journal file), created when missing, and the
     string that names it for other tools (``optuna-dashboard``, ``optuna --storage``, the report).
-
-    RDB storage only: a running trial writes a heartbeat every ``heartbeat`` seconds (default
-    HEARTBEAT_INTERVAL); one silent for GRACE_FACTOR times that is failed by the next worker,
-    which then calls ``on_stale_trial(study, trial)`` (the search retries it there).
-    """
+    RDB only: a running trial writes a heartbeat every ``heartbeat`` seconds (HEARTBEAT_INTERVAL);
+    one silent for GRACE_FACTOR times that is failed by the next worker, which calls
+    ``on_stale_trial(study, trial)`` (the search retries it there)."""
     spec = spec or str(DEFAULT_JOURNAL)
     _check_not_half_a_url(spec)
     if "://" in spec:
@@ -80,12 +60,9 @@ def open_storage(
 
 
 def read_storage(spec: str | None) -> BaseStorage | None:
-    """The storage to read, or None when none was named and the default journal is absent.
-
-    A storage named explicitly must exist: a report never creates an empty journal or SQLite
-    file as a side effect of being built (Optuna does create its tables in an existing but empty
-    PostgreSQL or MySQL database).
-    """
+    """The storage to read, or None when none was named and the default journal is absent. A
+    storage named must exist (Optuna does create its tables in an empty PostgreSQL or MySQL
+    database)."""
     if spec is None:
         return _open_journal(DEFAULT_JOURNAL, create=False) if DEFAULT_JOURNAL.is_file() else None
     _check_not_half_a_url(spec)
@@ -182,7 +159,7 @@ def _open_rdb(
         keepalive = " ".join(f"-c {name}={value}" for name, value in KEEPALIVE.items())
         given = parsed.query.get("options")  # the URL's own ?options=... come after ours
         engine_kwargs["connect_args"]["options"] = f"{keepalive} {given}" if given else keepalive
-    elif parsed.database and parsed.database != ":memory:":
+    elif backend == "sqlite" and parsed.database and parsed.database != ":memory:":
         file = Path(parsed.database)
         if not create and not file.is_file():
             raise StorageError(
@@ -202,8 +179,10 @@ def _open_rdb(
             "grace_period": interval * GRACE_FACTOR,
             "heartbeat_stale_trial_callback": on_stale,
         }
+    # workers opening a fresh PostgreSQL database together
+    lock = schema_lock(url, engine_kwargs) if backend == "postgresql" else contextlib.nullcontext()
     try:
-        with schema_lock(url, engine_kwargs):  # workers opening a fresh database together
+        with lock:
             storage = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_kwargs)
             storage.get_all_studies()  # reads now, so a bad URL fails here with one line
             return storage
@@ -236,25 +215,17 @@ SCHEMA_KEY = advisory_key("")  # no study is named "" (Optuna refuses empty name
 @contextlib.contextmanager
 def schema_lock(url: str, engine_kwargs: dict[str, Any]) -> Iterator[None]:
     """Held while Optuna opens a PostgreSQL database: on first open it creates its tables, and
-    workers opening a fresh database at the same moment race in CREATE TABLE ("duplicate key
-    value violates unique constraint pg_type_typname_nsp_index"). Other databases: no lock."""
+    workers opening a fresh database at once race in CREATE TABLE ("duplicate key value violates
+    unique constraint pg_type_typname_nsp_index"). Closing its connection releases it."""
     from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
     from sqlalchemy.pool import NullPool
 
-    if make_url(url).get_backend_name() != "postgresql":
-        yield
-        return
-    engine = create_engine(url, poolclass=NullPool, **engine_kwargs)
+    engine = create_engine(url, poolclass=NullPool, **engine_kwargs)  # NullPool: close = end
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_KEY})
-            conn.commit()
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_KEY})
-                conn.commit()
+            conn.commit()  # not left idle in a transaction while Optuna works
+            yield
     finally:
         engine.dispose()
 

@@ -1,9 +1,6 @@
-"""Extract plain data from one Optuna study: counts, best trial, pruning ledger, tables.
-
-The one extract of a study: the report draws it as HTML, the search's end-of-run summary
-(search/summary.py) prints it as text, so the two cannot disagree. Everything here is pure over
-`FrozenTrial`s and the study's attributes, so tests build trials by hand; nothing draws. The
-per-trial tables come from ``study_tables``; numbers and commands as text from ``formatting``.
+"""The one extract of an Optuna study (counts, best trial, pruning ledger, tables): the report
+draws it as HTML, the search's summary (search/summary.py) prints it as text, so the two cannot
+disagree. Pure over `FrozenTrial`s and the study's attributes, so tests build trials by hand.
 """
 
 from __future__ import annotations
@@ -22,8 +19,8 @@ from optuna.trial import FrozenTrial, TrialState
 from studies import trial_record as rec
 from studies.confirmation import Confirmation, extract_confirmation
 
-# re-exported: the summary and the export read them from here
-from studies.formatting import MACHINE_DEFAULTS, format_epochs, train_command  # noqa: F401
+# re-exported: search/summary.py reads them from here
+from studies.formatting import format_epochs, train_command  # noqa: F401
 from studies.study_tables import (
     Population,
     images_per_second,
@@ -53,10 +50,8 @@ class TrialCounts:
 
 @dataclass(frozen=True)
 class PruningLedger:
-    """Epochs the study trained vs the epochs it would have trained with no pruning.
-
-    Epochs are fractional where trials were pruned within an epoch (int when whole): images
-    seen over the training set's size."""
+    """Epochs the study trained vs those it would have trained with no pruning (fractional
+    where trials were pruned within an epoch, int when whole)."""
 
     trials: int = 0  # complete + pruned trials whose epoch counts are known
     pruned_trials: int = 0
@@ -88,8 +83,7 @@ class BestTrial:
     images_per_second: float | None
     epochs_run: float | None  # int when whole
     seconds: float | None  # the trial's wall time
-    # the whole TrainConfig as a dict, pinned values included (user attr `config`); {} for
-    # trials that did not record it (studies from before it was recorded)
+    # the whole TrainConfig (user attr `config`); {} in studies from before it was recorded
     config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -154,7 +148,6 @@ def extract_study(
     metric_names: Sequence[str] | None = None,
     slug: str | None = None,
 ) -> StudyReport:
-    direction_names = tuple(d.name.lower() for d in directions)
     study_max_epochs = rec.as_int(user_attrs.get(rec.MAX_EPOCHS))
     per_epoch = steps_per_epoch(user_attrs)
     names = objective_names(user_attrs, len(directions), metric_names)
@@ -166,7 +159,7 @@ def extract_study(
     return StudyReport(
         name=name,
         slug=slug or slugify(name),
-        directions=direction_names,
+        directions=tuple(d.name.lower() for d in directions),
         objective_names=names,
         dataset=user_attrs.get(rec.DATASET) or first_attrs.get(rec.DATASET),
         dataset_source=user_attrs.get(rec.DATASET_SOURCE) or first_attrs.get(rec.DATASET_SOURCE),
@@ -191,10 +184,8 @@ def extract_study(
 
 
 def steps_per_epoch(user_attrs: dict[str, Any]) -> int:
-    """Report steps per epoch of a study (user attr `steps_per_epoch`); 1 when not recorded,
-    as in studies from before trials reported within an epoch."""
-    recorded = rec.as_int(user_attrs.get(rec.STEPS_PER_EPOCH))
-    return recorded if recorded is not None and recorded >= 1 else 1
+    """Report steps per epoch of a study; 1 when not recorded (older studies)."""
+    return max(rec.as_int(user_attrs.get(rec.STEPS_PER_EPOCH)) or 1, 1)
 
 
 def objective_names(
@@ -251,12 +242,8 @@ def _shown(trial: FrozenTrial, multi_objective: bool, steps_per_epoch: int) -> B
 
 def best_attrs_source(trials: Sequence[FrozenTrial], best: BestTrial | None) -> dict[str, Any]:
     """User attrs of the best trial, else of the latest trial that has any (for stamps)."""
-    if best is not None:
-        return dict(next(t for t in trials if t.number == best.number).user_attrs)
-    for trial in sorted(trials, key=lambda t: -t.number):
-        if trial.user_attrs:
-            return dict(trial.user_attrs)
-    return {}
+    number = best.number if best else max((t.number for t in trials if t.user_attrs), default=-1)
+    return dict(next((t.user_attrs for t in trials if t.number == number), {}))
 
 
 def pareto_numbers(

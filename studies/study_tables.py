@@ -1,7 +1,5 @@
-"""The tables of one study's trials that the report draws or lists: the trials table, learning
-curves, accuracy against throughput, the timeline and the populations trained together.
-
-Pure over `FrozenTrial`s, as ``study_data`` (which gathers them into the study's extract).
+"""The tables of one study's trials that the report draws or lists (the trials, learning curves,
+accuracy against throughput, the timeline, the populations), pure over `FrozenTrial`s.
 """
 
 from __future__ import annotations
@@ -45,8 +43,7 @@ class Population(NamedTuple):
 def trials_table(
     trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection], value_names: Sequence[str]
 ) -> pd.DataFrame:
-    """One row per trial: values, user attrs (TABLE_COLUMNS), seconds, params ("param lr");
-    best first on the first objective."""
+    """One row per trial, best first: values, TABLE_COLUMNS, seconds, params ("param lr")."""
     rows = []
     for trial in trials:
         row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name.lower()}
@@ -64,8 +61,7 @@ def trials_table(
             if key == rec.TEST_ACCURACY:
                 row["test 95% CI"] = wilson_text(row[label], sizes.get("test"))
         row["seconds"] = trial.duration.total_seconds() if trial.duration is not None else None
-        for param, value in trial.params.items():
-            row[f"param {param}"] = value
+        row.update({f"param {param}": value for param, value in trial.params.items()})
         rows.append(row)
     if not rows:
         return pd.DataFrame(columns=["trial", "state", *value_names])
@@ -90,8 +86,8 @@ def learning_curves(trials: Sequence[FrozenTrial], *, steps_per_epoch: int = 1) 
 
 
 def shared_populations(trials: Sequence[FrozenTrial]) -> tuple[Population, ...]:
-    """The populations of 2 or more of ``trials`` (by user attr population_id), in order of
-    start; a lone trial (a population of one) shares nothing and is left out."""
+    """The populations of 2 or more of ``trials``, in order of start (a population of one shares
+    nothing)."""
     members: dict[str, list[FrozenTrial]] = {}
     for trial in trials:
         key = trial.user_attrs.get(rec.POPULATION_ID)

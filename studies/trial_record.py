@@ -1,8 +1,6 @@
-"""The trial record: names of the attributes the search writes on each trial and study, which
-the report, the summary and the tests read back, and how a stored number reads back. Defined
-once, here, torch-free.
-
-Trial user attributes (``trial.user_attrs[NAME]``):
+"""The trial record, defined once: the names of the attributes the search writes on each trial
+(``trial.user_attrs[NAME]``) and study, which the report, the summary and the tests read back,
+and how a stored number reads back.
 """
 
 from __future__ import annotations

@@ -18,9 +18,8 @@ from reports import build_report
 from reports.build import rebuild_command
 from reports.cli import main
 from search.export import main as export_main
-from studies.formatting import export_command
+from studies.formatting import export_command, train_command
 from studies.storage import StorageError
-from studies.study_data import train_command
 from tests.reports_fixtures import (
     add_confirmation,
     config_of,
@@ -116,8 +115,11 @@ def test_a_benchmark_folder_that_does_not_exist_is_one_line_and_exit_2(tmp_path,
 def test_unknown_study_names_in_an_empty_or_absent_storage(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     optuna.storages.RDBStorage(url)  # a database with Optuna's tables and no study
-    with pytest.raises(StorageError, match=r"^studies 'a', 'b' are not in sqlite:///.*empty\.db; "
-                       r"it holds no study \(run `python -m search\.study` first"):
+    with pytest.raises(
+        StorageError,
+        match=r"^studies 'a', 'b' are not in sqlite:///.*empty\.db; "
+        r"it holds no study \(run `python -m search\.study` first",
+    ):
         build_report(storage=url, study_names=["a", "b"], out_dir=tmp_path / "out")
     monkeypatch.chdir(tmp_path)  # no default journal here
     with pytest.raises(StorageError, match="there is no journal file at reports/optuna-journal"):
@@ -153,8 +155,7 @@ def test_rebuild_command_names_only_what_differs_from_the_defaults():
            "study_names": ["fashion lr"]}  # fmt: skip
     # The password is hidden; words a shell would split or expand are quoted.
     assert rebuild_command(**url) == (
-        "python -m reports --storage 'postgresql://me:***@db.lan:5433/optuna' "
-        "--study 'fashion lr'"
+        "python -m reports --storage 'postgresql://me:***@db.lan:5433/optuna' --study 'fashion lr'"
     )
 
 
@@ -257,8 +258,10 @@ def test_python_m_reports_runs_without_torch(tmp_path):
         if line.startswith("import time:")
     }
     assert "optuna" in imported and "torch" not in imported
-    # of the core, only its torch-free error types (reports.StorageError is a UserError)
-    assert {m for m in imported if m.startswith("mnistcore")} <= {"mnistcore", "mnistcore.errors"}
+    # of the core, only its torch-free modules: the error types (StorageError is a UserError)
+    # and TrainConfig (whose machine defaults train_command leaves out)
+    core = {"mnistcore", "mnistcore.errors", "mnistcore.config"}
+    assert {m for m in imported if m.startswith("mnistcore")} <= core
     # The damaged benchmark file is named in a one-line warning.
     warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "0001_bad.json" in warnings[0]
