@@ -124,7 +124,7 @@ def read_rows(path: Path) -> list[dict]:
         raise UsageError(f"no such benchmark JSON: {path}")
     try:
         return read_run(path)[1]
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+    except (OSError, ValueError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UsageError(f"cannot read benchmark JSON {path}: {reason}") from None
 

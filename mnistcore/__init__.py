@@ -57,6 +57,7 @@ _EXPORTS = {
     "mnistcore.population": (
         "EVAL_BATCH",
         "Evaluation",
+        "MEMBER_FIELDS",
         "Population",
         "PopulationResult",
         "fit_population",

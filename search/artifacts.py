@@ -1,11 +1,7 @@
-"""Trained weights kept through Optuna's artifact API (``optuna.artifacts``).
-
-A complete trial among the study's best KEEP_BEST when it ends stores its weights
-(``mnistcore.save_weights``) as an artifact of the trial (user attr ``weights``: the artifact
-id); every confirmation seed stores its weights as an artifact of the study. The store is a
-folder beside the journal or SQLite file by default (``reports/optuna-journal-artifacts/``), or
-``--artifacts DIR``, a folder every worker machine sees. optuna-dashboard lists a trial's
-artifacts when started with ``--artifact-dir`` on the same folder.
+"""Trained weights kept through Optuna's artifact API (``optuna.artifacts``): a trial among the
+study's best KEEP_BEST when it completes (user attr ``weights``: the artifact id) and every
+confirmation seed (an artifact of the study). ``optuna-dashboard --artifact-dir`` on the same
+folder lists them.
 """
 
 from __future__ import annotations
@@ -14,6 +10,7 @@ import logging
 import os
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +34,9 @@ class ArtifactStoreError(UserError):
 
 
 def default_artifact_dir(storage_name: str) -> Path:
-    """The store beside the study's file: ``reports/optuna-journal.log`` ->
-    ``reports/optuna-journal-artifacts``, ``sqlite:///runs/a.db`` -> ``runs/a-artifacts``; for
-    a database server, ``optuna-artifacts`` in the working folder (give ``--artifacts`` a shared
-    folder when workers run on several machines)."""
+    """The store beside the study's file (``reports/optuna-journal.log`` ->
+    ``reports/optuna-journal-artifacts``, ``sqlite:///runs/a.db`` -> ``runs/a-artifacts``); for a
+    database server, ``optuna-artifacts`` in the working folder."""
     if storage_name.startswith("sqlite:///"):
         path = Path(storage_name.removeprefix("sqlite:///"))
     elif "://" in storage_name:
@@ -51,9 +47,8 @@ def default_artifact_dir(storage_name: str) -> Path:
 
 
 def open_artifact_store(spec: str | None, storage_name: str) -> FileSystemArtifactStore | None:
-    """The store for ``--artifacts spec`` (None: beside the storage; ``none``: no store),
-    created and checked writable now, before any training: a store that cannot be written is
-    one ArtifactStoreError line."""
+    """The store for ``--artifacts spec`` (None: beside the storage; ``none``: no store), made
+    and checked writable before any training (else one ArtifactStoreError line)."""
     if spec == NONE:
         return None
     folder = Path(spec) if spec else default_artifact_dir(storage_name)
@@ -82,9 +77,8 @@ def upload_weights(
     owner: optuna.Study | optuna.trial.BaseTrial,
     what: str,
 ) -> str | None:
-    """Store ``model``'s weights (``mnistcore.save_weights``) as artifact ``filename`` of
-    ``owner``; the artifact id, or None with a warning naming ``what`` when the store cannot be
-    written: a full disk or a vanished mount must not cost the result just trained."""
+    """Store ``model``'s weights as artifact ``filename`` of ``owner``; the artifact id, or None
+    with a warning naming ``what``: a full disk must not cost the result just trained."""
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, filename)
@@ -106,26 +100,23 @@ def load_weights(store: FileSystemArtifactStore, artifact_id: str) -> dict[str, 
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+@dataclass
 class Keeper:
     """``Keeper(store)(trial, value, model)``: keep a complete trial's weights when its value
-    is among the best KEEP_BEST of the study's complete trials so far (single-objective
-    studies; in a two-objective study every front member could matter, so all are kept)."""
+    is among the best ``keep`` of the study's complete trials so far (in a two-objective study
+    every front member could matter: all are kept)."""
 
-    def __init__(self, store: FileSystemArtifactStore, keep: int = KEEP_BEST) -> None:
-        self.store = store
-        self.keep = keep
+    store: FileSystemArtifactStore
+    keep: int = KEEP_BEST
 
     def __call__(self, trial: optuna.trial.Trial, value: float, model: nn.Module) -> None:
-        if len(trial.study.directions) == 1 and not self._ranks(trial, value):
-            return
+        if len(trial.study.directions) == 1:
+            done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if sum(1 for t in done if t.values and t.values[0] > value) >= self.keep:
+                return
         name = f"trial-{trial.number}-weights.pt"
         artifact_id = upload_weights(
             self.store, model, name, owner=trial, what=f"trial {trial.number}'s"
         )
         if artifact_id is not None:
             trial.set_user_attr(rec.WEIGHTS, artifact_id)
-
-    def _ranks(self, trial: optuna.trial.Trial, value: float) -> bool:
-        done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        better = sum(1 for t in done if t.values and t.values[0] > value)
-        return better < self.keep

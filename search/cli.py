@@ -20,7 +20,17 @@ from typing import Any
 from mnistcore import DATASETS, TrainConfig
 from mnistcore.cli import OneLineParser, field_help
 from search.artifacts import KEEP_BEST
-from search.confirm import AUTO, AUTO_MAX_TOP, AUTO_SEEDS, BUDGET_SHARE, ConfirmSpec, parse_confirm
+from search.confirm import (
+    AUTO,
+    AUTO_MAX_TOP,
+    AUTO_SEEDS,
+    BUDGET_SHARE,
+    TUTORIAL,
+    Baseline,
+    ConfirmSpec,
+    parse_baseline,
+    parse_confirm,
+)
 from search.console import setup_logging
 from search.objective import OBJECTIVES
 from search.run import run_study
@@ -48,34 +58,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_study(settings)
 
 
-def _at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
+def _at_least(low: int, kind: type = int, unit: str = "") -> Callable[[str], Any]:
+    """An argparse type: a ``kind`` (int or float) of at least ``low``."""
+    what = "an integer" if kind is int else f"a number of{unit}"
+
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not value >= low:  # NaN too
+            raise argparse.ArgumentTypeError(f"must be >= {low}{unit}, got {text!r}")
         return value
 
     return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text!r}")
-    return value
+def _argtype(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` as an argparse type: its ValueError (a UserError too) is the one-line error."""
 
+    def wrapped(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
-def _confirm(text: str) -> ConfirmSpec:
-    try:
-        return parse_confirm(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    return wrapped
 
 
 def _objectives(text: str) -> tuple[str, ...]:
@@ -88,8 +96,8 @@ def _objectives(text: str) -> tuple[str, ...]:
 
 
 def _flag(default: Any, help: str, *, shown: Any = "%(default)s", **argparse_keywords: Any) -> Any:
-    """A setting and its flag: ``help`` ends with ``(default: shown)``; argparse keywords."""
-    if shown is not None:
+    """A setting and its flag: ``help`` ends with ``(default: shown)`` (not for a switch)."""
+    if shown is not None and argparse_keywords.get("action") != "store_true":
         help = f"{help} (default: {shown})"
     return field(default=default, metadata={"help": help, **argparse_keywords})
 
@@ -117,10 +125,10 @@ class StudySettings:
     )
     timeout: float = _flag(
         240.0,
-        "seconds this run may take, the confirmation included: no trial starts unless the "
-        "longest so far and the least confirmation (2 seeds of the best) fit in what is left, "
-        "and the confirmation is cut to fit; 0 = no limit",
-        type=_seconds,
+        "seconds for this run, confirmation included: a trial starts only while the longest so "
+        "far and the least confirmation (2 seeds of the best) fit in what is left, and the "
+        "confirmation is cut to fit; 0 = no limit",
+        type=_at_least(0, float, " seconds"),
     )
     epochs: int | None = _flag(
         None,
@@ -137,17 +145,16 @@ class StudySettings:
     )
     pruner: str | None = _flag(
         None,
-        "how bad trials are stopped after an epoch: sha (successive halving: continue past "
-        "epochs 1, 3, 9... only in the top third), hyperband (several such brackets), median, "
-        "percentile (bottom 25%%), none. Two-objective studies never prune",
+        "how bad trials are stopped early: sha (successive halving: past rungs 1, 3, 9... only "
+        "the top third go on), hyperband (several such brackets), median, percentile (bottom "
+        "25%%), none. Two-objective studies never prune",
         shown=DEFAULT_PRUNER,
         choices=PRUNERS,
     )
     objectives: tuple[str, ...] = _flag(
         "accuracy",
-        "accuracy (maximize validation accuracy) or accuracy,throughput (also maximize "
-        "training img/s: a Pareto front; pruning is then disabled, as Optuna cannot prune "
-        "multi-objective studies)",
+        "accuracy (maximize validation accuracy) or accuracy,throughput (also training img/s: "
+        "a Pareto front, never pruned: Optuna cannot prune multi-objective studies)",
         type=_objectives,
     )
     storage: str | None = _flag(
@@ -184,39 +191,41 @@ class StudySettings:
     )
     population: int = _flag(
         1,
-        "trials trained together as one fused model: each worker asks K trials at once (TPE "
-        "as a constant liar, so they differ), trains those of one architecture as one "
-        "population and prunes each on its own; 1 trains one trial at a time. Two-objective "
-        "studies always use 1 (each trial's own speed is an objective)",
+        "trials trained together as one fused model: K asked at once (TPE as a constant liar, "
+        "so they differ), those of one architecture trained as one population, each pruned on "
+        "its own; 1: one at a time. Two-objective studies use 1 (a trial's speed is an objective)",
         type=_at_least(1),
         metavar="K",
     )
     confirm: ConfirmSpec = _flag(
         AUTO,
         "after the search, retrain the TOP configurations by val accuracy with SEEDS new seeds "
-        "each (alone, as a recipe retrains them) and report mean, spread and 95%% interval; the "
-        f"winner is the best mean. auto: {AUTO_SEEDS} seeds, as many of the top {AUTO_MAX_TOP} "
-        f"as fit in {BUDGET_SHARE * 100:.0f}%% of the search's time (the best always); 0: off. "
-        "Stored in the study: a rerun does not redo them",
-        type=_confirm,
+        "each (alone, as a recipe retrains them): mean, spread, 95%% interval; the winner is "
+        f"the best mean. auto: {AUTO_SEEDS} seeds, as many of the top {AUTO_MAX_TOP} as fit in "
+        f"{BUDGET_SHARE * 100:.0f}%% of the search's time (the best always); 0: off. Stored in "
+        "the study: a rerun does not redo them",
+        type=_argtype(parse_confirm),
         metavar="TOP:SEEDS",
+    )
+    baseline: Baseline | None = _flag(
+        TUTORIAL,
+        "the recipe the confirmed winner is compared with, trained on the winner's seeds, data "
+        "and epochs (its cost counts in the confirmation's budget): tutorial (the PyTorch MNIST "
+        "tutorial's recipe), a recipe FILE.toml, or none",
+        type=_argtype(parse_baseline),
+        metavar="RECIPE",
     )
     artifacts: str | None = _flag(
         None,
-        f"folder of the artifact store that keeps trained weights (the best {KEEP_BEST} trials "
-        "when they end, every confirmation seed); give a folder every machine sees when "
-        "workers run on several; none: keep no weights",
+        f"artifact store folder for trained weights (the best {KEEP_BEST} trials when they end, "
+        "every confirmation seed), one all machines see when workers run on several; none: keep "
+        "no weights",
         shown="beside the storage file, e.g. reports/optuna-journal-artifacts",
         metavar="DIR",
     )
-    no_report: bool = _flag(
-        False, "do not build the HTML report at the end", shown=None, action="store_true"
-    )
+    no_report: bool = _flag(False, "do not build the HTML report at the end", action="store_true")
     quiet: bool = _flag(
-        False,
-        "no progress bar and no per-trial lines; the summary is still printed",
-        shown=None,
-        action="store_true",
+        False, "no progress bar, no per-trial lines; the summary still prints", action="store_true"
     )
     synthetic_size: int = _flag(
         2000, "images generated for --dataset synthetic (tests)", type=_at_least(1)
@@ -238,11 +247,8 @@ class StudySettings:
             device=args.device,
             threads=args.threads,
         )
-        overrides = {
-            name: getattr(args, f"space_{name}")
-            for name in SEARCHABLE
-            if getattr(args, f"space_{name}") is not None
-        }
+        texts = {name: getattr(args, f"space_{name}") for name in SEARCHABLE}
+        overrides = {name: text for name, text in texts.items() if text is not None}
         space = build_space(overrides=overrides, toml_path=args.space, base=base)
         flags = {f.name: getattr(args, f.name) for f in fields(cls) if f.name != "space"}
         return cls(**flags, space=space)

@@ -1,21 +1,20 @@
 """Confirmation: after the search, retrain the configurations it ranked best with new seeds.
 
-The search's best value is the best of many noisy single runs (on mnist-5k's 400 validation
-images one image is 0.25 %), so it overstates its configuration: the winner's curse.
-``--confirm TOP:SEEDS`` retrains the TOP distinct configurations by validation accuracy with
-SEEDS new seeds each (the search trial's seed + 1, + 2, ...), for the whole epoch budget, no
-pruning, and stores per configuration each seed's val and test accuracy and validation curve
-(study user attribute ``confirmed:<trial>``; studies/confirmation.py reads it). The confirmed
-winner is the best mean.
+The search's best value is the best of many noisy single runs, so it overstates its
+configuration (the winner's curse). ``--confirm TOP:SEEDS`` retrains the TOP distinct
+configurations by validation accuracy with SEEDS new seeds each (the trial's seed + 1, + 2,
+...), the whole epoch budget, no pruning, and stores each seed's val and test accuracy and
+curve (study user attribute ``confirmed:<trial>``, read by studies/confirmation.py). The
+winner is the best mean. ``auto`` (the default): 3 seeds, as many of the top 3 as fit in 30 %
+of the search's time counting earlier confirmations (the best always); a rerun redoes nothing.
 
-``--confirm auto`` (the default) takes SEEDS = 3 and as many of the top 3 configurations as fit
-in 30 % of the search's time, counting what earlier runs spent confirming (the best one always),
-estimating each from its search trial's seconds. Configurations already confirmed with enough
-seeds are not trained again: a rerun redoes nothing.
+A baseline (``--baseline``: the tutorial's recipe, a recipe file, or none) then trains on the
+winner's seeds, data and epoch budget, so the winner can be compared with it paired over seeds
+(study user attribute ``baseline``); the plan counts the best configuration's seeds twice.
 
-Every seed trains alone through ``mnistcore.fit``, as ``python -m mnistcore --recipe`` does, so
-a recipe with that seed retrains it exactly. One process confirms at a time, holding the study's
-lock: the others on the same study (workers, machines) then find its records and report them.
+Every seed trains alone through ``mnistcore.fit``, so a recipe with that seed retrains it
+exactly. One process confirms at a time, holding the study's lock: the others on the same
+study (workers, machines) then find its records.
 """
 
 from __future__ import annotations
@@ -28,13 +27,13 @@ from typing import Any
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import FrozenTrial, TrialState
+from torch import nn
 
-from mnistcore import Dataset, NonFiniteLossError, TrainConfig, evaluate, fit
+from mnistcore import Dataset, NonFiniteLossError, TrainConfig, evaluate, fit, preset, read_recipe
 from search.artifacts import upload_weights
 from search.locks import StudyLock
-from search.recovery import trial_seconds, trial_span
 from studies import trial_record as rec
-from studies.confirmation import BUDGET_SHARE, config_key, stored_records
+from studies.confirmation import BUDGET_SHARE, config_key, extract_confirmation, stored_records
 from studies.intervals import format_spread, seed_spread
 
 log = logging.getLogger("search")
@@ -45,6 +44,25 @@ AUTO_MAX_TOP = 3
 MIN_SEEDS = 2  # what --timeout may cut the best configuration's seeds to: still a spread
 PARENT_CONFIRMS = "SEARCH_PARENT_CONFIRMS"  # env of a --workers child: its parent's --confirm
 RUNS = ("seeds", "val", "test", "weights", "curves")  # a record's lists, one item per seed
+TUTORIAL = "tutorial"  # --baseline: the PyTorch MNIST tutorial's recipe (mnistcore preset seed)
+# the winner's fields a baseline recipe takes, so both train on the same data and budget
+SHARED_FIELDS = ("dataset", "synthetic_size", "epochs", "precision")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    name: str  # "tutorial" or the recipe file's name
+    config: TrainConfig
+
+
+def parse_baseline(text: str) -> Baseline | None:
+    """``--baseline``: ``tutorial``, ``none`` or a recipe file (RecipeError, one line, when it
+    cannot be read)."""
+    if text.strip().lower() in ("none", "0", "off"):
+        return None
+    if text.strip().lower() == TUTORIAL:
+        return Baseline(TUTORIAL, preset("seed"))
+    return Baseline(text, read_recipe(text))
 
 
 @dataclass(frozen=True)
@@ -76,20 +94,6 @@ def parse_confirm(text: str) -> ConfirmSpec:
             "give a useful interval)"
         )
     return spec
-
-
-def search_seconds(trials: list[FrozenTrial]) -> float:
-    """Seconds during which the study's finished trials trained (``trial_span``): the union of
-    their spans, so trials trained together (a population, parallel workers) count once."""
-    spans = sorted(span for t in trials if (span := trial_span(t)) is not None)
-    total, end = 0.0, None
-    for start, stop in spans:
-        if end is not None and start < end:  # overlaps the previous span: count the rest
-            start = end
-        if stop > start:
-            total += (stop - start).total_seconds()
-            end = stop
-    return total
 
 
 def ranked_configs(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -128,30 +132,38 @@ class Plan:
             return None
         if self.estimate > self.budget:
             return (
-                f"the best configuration alone needs about {self.estimate:.0f} s, over auto's "
-                f"{self.budget:.0f} s budget"
+                f"the best configuration alone needs more than auto's {self.budget:.0f} s "
+                "budget: confirmed anyway (--confirm 0 skips it)"
             )
         return (
             f"earlier runs spent {self.spent:.0f} s of auto's {self.budget:.0f} s budget "
-            f"confirming, and the best configuration needs about {self.estimate:.0f} s more"
+            "confirming: the best configuration is confirmed anyway"
         )
 
 
-def plan(study: optuna.Study, spec: ConfirmSpec, *, seconds: float | None = None) -> Plan:
+def plan(
+    study: optuna.Study,
+    spec: ConfirmSpec,
+    *,
+    seconds: float | None = None,
+    baseline: Baseline | None = None,
+) -> Plan:
     """What ``spec`` asks of the study now: the top configurations and their missing seeds.
 
     ``auto``: the best configuration always, each next one while the stored confirmations'
     seconds plus the estimate stay within BUDGET_SHARE of the search's time (one already
     confirmed costs nothing); a seed's estimate is its configuration's search trial seconds.
     ``seconds`` (what --timeout leaves): the best configuration gets the seeds that fit, at
-    least MIN_SEEDS in all; another configuration only when all its seeds fit."""
+    least MIN_SEEDS in all; another configuration only when all its seeds fit. With a
+    ``baseline`` each of the best configuration's seeds costs twice (the baseline trains on
+    the winner's seeds)."""
     trials = study.get_trials(deepcopy=False)
     by_number = {t.number: t for t in trials}
     ranked = ranked_configs(trials)
     records = stored_records(study.user_attrs)
     by_key = {config_key(r["config"]): (n, r) for n, r in records.items()}
     spent = sum(r["seconds"] for r in records.values())
-    budget = BUDGET_SHARE * search_seconds(trials) if spec.auto else None
+    budget = BUDGET_SHARE * rec.search_seconds(trials) if spec.auto else None
     top: list[FrozenTrial] = []
     to_train: dict[int, list[int]] = {}
     estimate, cut = 0.0, []
@@ -159,7 +171,9 @@ def plan(study: optuna.Study, spec: ConfirmSpec, *, seconds: float | None = None
         number, record = by_key.get(config_key(best.user_attrs[rec.CONFIG]), (None, {}))
         trial = by_number.get(number, best) if number is not None else best
         missing = [s for s in confirm_seeds(trial, spec.seeds) if s not in record.get("seeds", [])]
-        per_seed = trial_seconds(best)
+        per_seed = (rec.trial_seconds(best) or 0.0) * (
+            2 if baseline is not None and not top else 1
+        )
         cost = len(missing) * per_seed
         if budget is not None and top and cost and spent + estimate + cost > budget:
             continue  # auto: the best always; the others only within the budget
@@ -197,6 +211,7 @@ def confirm(
     lock: StudyLock | None = None,
     store: FileSystemArtifactStore | None = None,
     seconds: float | None = None,
+    baseline: Baseline | None = None,
 ) -> float:
     """Confirm the study's top configurations (``plan``, within ``seconds`` when given) holding
     ``lock``, the study's lock, so that a process planning after another finds its records;
@@ -205,7 +220,7 @@ def confirm(
     if spec.top == 0:
         return 0.0
     with (lock or StudyLock()).hold():
-        the_plan = plan(study, spec, seconds=seconds)
+        the_plan = plan(study, spec, seconds=seconds, baseline=baseline)
         if not the_plan.top:
             log.warning("confirmation: no complete trial with a recorded configuration")
             return 0.0
@@ -223,7 +238,10 @@ def confirm(
                 "confirmation: the top %d already confirmed, nothing to train", len(the_plan.top)
             )
         _store_settings(study, spec, the_plan)
-        return time.perf_counter() - start if the_plan.to_train else 0.0
+        trained = bool(the_plan.to_train)
+        if baseline is not None:
+            trained |= _confirm_baseline(study, data, baseline, device=device, threads=threads)
+        return time.perf_counter() - start if trained else 0.0
 
 
 def _train(
@@ -234,18 +252,15 @@ def _train(
     **where: Any,  # device, threads, store
 ) -> None:
     how = f"--confirm {spec}"
-    if the_plan.budget is not None:
-        how = (
-            f"auto: {len(the_plan.top)} of the top {spec.top} fit in {BUDGET_SHARE:.0%} of the "
-            f"search's {the_plan.budget / BUDGET_SHARE:.0f} s"
+    if the_plan.budget is not None:  # one estimate, said once; the summary gives the measure
+        how = f"auto: {len(the_plan.top)} of the top {spec.top}, " + (
+            the_plan.overrun() or f"within {BUDGET_SHARE:.0%} of the search's time"
         )
     log.info(
-        "confirmation: retraining the top %d configuration(s) with %d new seeds each (%s; "
-        "about %.0f s)",
-        len(the_plan.top), spec.seeds, how, the_plan.estimate,
+        "confirmation: retraining the top %d configuration(s) with %d new seeds each, about "
+        "%.0f s (%s)",
+        len(the_plan.top), spec.seeds, the_plan.estimate, how,
     )  # fmt: skip
-    if overrun := the_plan.overrun():
-        log.info("confirmation: %s; confirmed anyway (--confirm 0 skips it)", overrun)
     if the_plan.cut:
         log.warning(
             "confirmation: to end within --timeout, left out %s", " and ".join(the_plan.cut)
@@ -269,7 +284,7 @@ def _store_settings(study: optuna.Study, spec: ConfirmSpec, the_plan: Plan) -> N
             "asked": spec.top,
             "seeds": spec.seeds,
             "auto": spec.auto,
-            "search_seconds": round(search_seconds(study.get_trials(deepcopy=False)), 2),
+            "search_seconds": round(rec.search_seconds(study.get_trials(deepcopy=False)), 2),
             **({"cut": " and ".join(the_plan.cut)} if the_plan.cut else {}),
         },
     )
@@ -304,28 +319,79 @@ def _confirm_one(
     base = TrainConfig(**trial.user_attrs[rec.CONFIG]).replace(device=device, threads=threads)
     for seed in seeds:
         clock = time.perf_counter()
-        curve, model = [], None
-        try:
-            for epoch in fit(base.replace(seed=seed), data):
-                curve.append(epoch.val_accuracy)
-                model = epoch.model
-        except NonFiniteLossError:
-            model = None
+        curve, model = _train_seed(base.replace(seed=seed), data)
+        if model is None:
             record["diverged"].append(seed)
         weights = None
         if model is not None and store is not None:
             name = f"confirm-trial-{trial.number}-seed-{seed}-weights.pt"
             what = f"trial {trial.number}'s seed {seed}"
             weights = upload_weights(store, model, name, owner=study, what=what)
-        runs = {
-            "seeds": seed,
-            "val": curve[-1] if model is not None else None,
-            "test": evaluate(model, data.test).accuracy if model is not None else None,
-            "weights": weights,
-            "curves": curve,
-        }
+        runs = {**_run(seed, curve, model, data), "weights": weights}
         for k in RUNS:
             record[k].append(runs[k])
         record["seconds"] = round(record["seconds"] + time.perf_counter() - clock, 3)
         study.set_user_attr(key, record)  # after each seed: a Ctrl-C keeps the seeds done
     return record
+
+
+def _train_seed(config: TrainConfig, data: Dataset) -> tuple[list[float], nn.Module | None]:
+    """One confirmation run: each epoch's validation accuracy and the model (None: diverged)."""
+    curve, model = [], None
+    try:
+        for epoch in fit(config, data):
+            curve.append(epoch.val_accuracy)
+            model = epoch.model
+    except NonFiniteLossError:
+        return curve, None
+    return curve, model
+
+
+def _run(seed: int, curve: list[float], model: nn.Module | None, data: Dataset) -> dict:
+    """One seed's entries of a record (val and test None when it diverged)."""
+    trained = model is not None
+    return {
+        "seeds": seed,
+        "val": curve[-1] if trained else None,
+        "test": evaluate(model, data.test).accuracy if trained else None,
+        "curves": curve,
+    }
+
+
+def _confirm_baseline(
+    study: optuna.Study, data: Dataset, baseline: Baseline, *, device: str, threads: int
+) -> bool:
+    """Train ``baseline`` on the confirmed winner's seeds it has not run yet, with the winner's
+    data and epoch budget; store its record after each seed. True when it trained."""
+    confirmation = extract_confirmation(study.user_attrs, study.get_trials(deepcopy=False))
+    if confirmation is None or confirmation.winner is None:
+        return False
+    winner = confirmation.winner
+    shared = {k: winner.config[k] for k in SHARED_FIELDS if k in winner.config}
+    config = baseline.config.replace(**shared, device=device, threads=threads)
+    old = study.user_attrs.get(rec.BASELINE)
+    same = isinstance(old, dict) and isinstance(old.get("config"), dict)
+    if not (same and config_key(old["config"]) == config_key(config.to_dict())):
+        old = {}  # another baseline recipe, or none yet: start its record afresh
+    record = {
+        "name": baseline.name,
+        "config": config.to_dict(),
+        **{k: list(old.get(k, [])) for k in ("seeds", "val", "test", "curves")},
+        "seconds": float(old.get("seconds", 0.0)),
+        "n_val": data.sizes["val"],
+        "n_test": data.sizes["test"],
+    }
+    seeds = [s for s in winner.seeds if s not in record["seeds"]]
+    if seeds:
+        log.info(
+            "baseline: training %s on the winner's seeds %s",
+            baseline.name, ", ".join(map(str, seeds)),
+        )  # fmt: skip
+    for seed in seeds:
+        clock = time.perf_counter()
+        curve, model = _train_seed(config.replace(seed=seed), data)
+        for k, value in _run(seed, curve, model, data).items():
+            record[k].append(value)
+        record["seconds"] = round(record["seconds"] + time.perf_counter() - clock, 3)
+        study.set_user_attr(rec.BASELINE, record)  # after each seed, as the configurations
+    return bool(seeds)

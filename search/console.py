@@ -12,7 +12,6 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from search.recovery import trial_seconds
 from studies import trial_record as rec
 
 
@@ -61,7 +60,7 @@ def trial_line(trial: FrozenTrial, names: list[str]) -> str:
         value = "no value"
     reason = f" [{attrs[rec.FAIL_REASON]}]" if rec.FAIL_REASON in attrs else ""
     params = " ".join(f"{n}={_short(trial.params[n])}" for n in names if n in trial.params)
-    seconds = f"{trial_seconds(trial):.1f} s"
+    seconds = f"{rec.trial_seconds(trial) or 0.0:.1f} s"
     return (
         f"trial {trial.number} {trial.state.name} {value}, {epochs}, {seconds}: {params}{reason}"
     )

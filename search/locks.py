@@ -1,23 +1,13 @@
-"""One lock per study, shared by every worker: "count the trials, then create one" is atomic.
-
-Without it two workers can both see the study one trial short and both start one, so the
-study ends with a trial too many. Each worker takes the study's lock before it counts and
-holds it until its new trial exists in storage, stamped.
+"""One lock per study, shared by its workers, so that "count the trials, then create one" is
+atomic: without it two workers can both see the study one trial short and both start one.
 
 * Journal file and SQLite: ``fcntl.flock`` on ``<file>.study-<hash>.lock`` beside the storage
-  file (not ``<file>.lock``: Optuna's own journal lock uses that name).
+  file (``<file>.lock`` is Optuna's own journal lock).
 * PostgreSQL: a session-level ``pg_advisory_lock`` on a connection of its own.
 
-Both are released by the kernel or the server when the holder dies (SIGKILL included), so a
-killed worker never leaves the study locked. Other storages (MySQL, in-memory) get no lock
-(``StudyLock``, not ``atomic``): their racing workers may end a trial or two past the total.
-
-The loop that holds it (search/run.py) reads top to bottom::
-
-    with lock.hold():
-        recover(study, atomic=lock.atomic)   # dead workers' trials: FAIL, retry queued
-        trial = study.ask()                  # only when the study is short of its total
-        stamp(trial)                         # host, pid, start time
+The kernel or the server releases both when the holder dies (SIGKILL included). Other storages
+(MySQL, in-memory) get ``StudyLock``, no lock: their racing workers may end a trial or two past
+the total. search/run.py's ``run_trials`` holds it around ``recover``, ``ask`` and ``stamp``.
 """
 
 from __future__ import annotations
@@ -33,6 +23,8 @@ from typing import Any
 
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalStorage
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from studies.storage import advisory_key
 
@@ -95,8 +87,6 @@ class AdvisoryLock(StudyLock):
         self._conn: Any = None
 
     def acquire(self) -> None:
-        from sqlalchemy import text
-
         conn = self.engine.connect()
         try:
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": self.key})
@@ -110,9 +100,6 @@ class AdvisoryLock(StudyLock):
     def release(self) -> None:
         if self._conn is None:
             return
-        from sqlalchemy import text
-        from sqlalchemy.exc import SQLAlchemyError
-
         conn, self._conn = self._conn, None
         try:
             held = conn.execute(

@@ -1,15 +1,11 @@
 """The objective: train suggested configurations, report at each rung, stamp the results.
 
-``Objective.run(trials, tell)`` trains a batch of trials: those whose configurations share the
-architecture and batch size train as one ``mnistcore.Population`` (``--population K``), a lone
-trial as a population of one. Each member reports to its own trial and is pruned on its own.
-The value is the **validation** accuracy after the last epoch; the test split is evaluated
-only for finished trials, only to report. The ``throughput`` objective adds the median
-training img/s.
-
-A report step is ``1/steps_per_epoch`` of an epoch (``report_steps``), so on large sets
-successive halving's first rung comes after a few thousand images instead of a whole epoch.
-Members are evaluated only where a pruner can decide (steps 1, 3, 9, ...) and at epoch ends.
+``Objective.run(trials, tell)`` trains trials whose configurations share the architecture and
+batch size as one ``mnistcore.Population`` (``--population K``; a lone trial is a population of
+one); each member reports to its own trial and is pruned on its own. The value is the
+**validation** accuracy after the last epoch (``throughput`` adds the median training img/s);
+the test split only reports finished trials. Members are evaluated where a pruner can decide
+(``report_steps``) and at epoch ends.
 """
 
 from __future__ import annotations
@@ -43,7 +39,6 @@ from mnistcore import (
     group_configs,
     resolve_device,
 )
-from search.recovery import LAST_REPORT, TRAINING_STARTED, now_stamp
 from search.space import DEFAULT_SPACE, SearchSpace, suggest
 from studies import trial_record as rec
 
@@ -72,11 +67,9 @@ def report_steps(n_train: int, epochs: int) -> tuple[int, list[int]]:
 
 @dataclass
 class Objective:
-    """``Objective(data, space, base=...).run(trials, tell)`` trains ``suggest(trial, space)``
-    of each trial on ``data`` (loaded once per process); ``Objective(...)(trial)`` trains one
-    (Optuna's objective form). ``base`` holds the fields that are not searched (epochs, seed,
-    device, dataset, threads); ``stamps`` are user attributes for every trial (``run_stamps``).
-    """
+    """Trains ``suggest(trial, space)`` of each trial on ``data`` (loaded once per process);
+    ``Objective(...)(trial)`` trains one (Optuna's objective form). ``base`` holds the fields not
+    searched (epochs, seed, device...); ``stamps``: user attributes of every trial."""
 
     data: Dataset
     space: SearchSpace = field(default_factory=lambda: dict(DEFAULT_SPACE))
@@ -141,7 +134,7 @@ class Objective:
                     rec.POPULATION_ID: group,
                     rec.POPULATION_SIZE: len(trials),
                     rec.POPULATION_MEMBER: member,
-                    TRAINING_STARTED: now_stamp(),  # this group's clock, not the ask's
+                    rec.TRAINING_STARTED: rec.now_stamp(),  # this group's clock, not the ask's
                 }.items():
                     trial.set_user_attr(key, value)
         n_train = len(self.data.train.labels)
@@ -198,12 +191,12 @@ class Objective:
                     self._end(live.pop(member), ledgers[member], tell, TrialState.PRUNED)
             if not live:
                 return
-            val, reported_at = population.evaluate("val"), now_stamp()
+            val, reported_at = population.evaluate("val"), rec.now_stamp()
             pruned = []
             for member, trial in live.items():
                 ledgers[member].reported(val[member].accuracy)
                 with self._optuna():
-                    trial.set_user_attr(LAST_REPORT, reported_at)  # a dead worker's end
+                    trial.set_user_attr(rec.LAST_REPORT, reported_at)  # a dead worker's end
                     if not self.prunes:
                         continue
                     trial.report(val[member].accuracy, step)
@@ -219,12 +212,11 @@ class Objective:
         test_split = self.data.to(population.device).test
         for member, trial in live.items():
             model = population.member_model(member)
-            ledger = ledgers[member]
+            ledger, value = ledgers[member], ledgers[member].reports[-1][1]
             with self._optuna():
                 trial.set_user_attr(rec.TEST_ACCURACY, evaluate(model, test_split).accuracy)
             if self.keep is not None:  # our own work, not Optuna's: outside its timer
-                self.keep(trial, ledger.last_accuracy, model)
-            value = ledger.last_accuracy
+                self.keep(trial, value, model)
             values = value if self.prunes else (value, ledger.median_speed)
             self._end(trial, ledger, tell, TrialState.COMPLETE, values)
 
@@ -283,27 +275,18 @@ class _Ledger:
         self.reports.append((self.epochs, accuracy))  # epochs as epochs_run counts them
 
     @property
-    def last_accuracy(self) -> float:
-        return self.reports[-1][1]
-
-    @property
     def median_speed(self) -> float:
         # the median ignores the first stretch's warm-up (allocator, thread pool)
         return float(statistics.median(self.speeds))
 
     def record(self, trial: optuna.trial.BaseTrial) -> None:
-        trial.set_user_attr(rec.EPOCHS_RUN, _epochs(self.epochs))
+        trial.set_user_attr(rec.EPOCHS_RUN, rec.as_epochs(self.epochs))
         trial.set_user_attr(rec.EPOCH_SECONDS, self.epoch_seconds)
         if self.reports:
             epochs, _ = max(self.reports, key=lambda r: r[1])  # the earliest wins a tie
-            trial.set_user_attr(rec.BEST_EPOCH, _epochs(epochs))
+            trial.set_user_attr(rec.BEST_EPOCH, rec.as_epochs(epochs))
         if self.speeds:
             trial.set_user_attr(rec.IMAGES_PER_SECOND, self.median_speed)
-
-
-def _epochs(value: float) -> float | int:
-    value = round(value, 4)
-    return int(value) if value.is_integer() else value
 
 
 def run_stamps(data: Dataset, *, device: str = "auto") -> dict[str, Any]:
@@ -322,13 +305,12 @@ def run_stamps(data: Dataset, *, device: str = "auto") -> dict[str, Any]:
 
 
 def git_commit(folder: Path | None = None) -> str | None:
-    """HEAD of the repository holding this code, with ``-dirty`` for uncommitted changes;
-    None outside git (an installed copy, say)."""
-    folder = folder or Path(__file__).resolve().parent
+    """HEAD of the repository holding this code, ``-dirty`` with uncommitted changes; None
+    outside git (an installed copy, say)."""
 
     def git(*args: str) -> subprocess.CompletedProcess[str]:
-        command = ["git", *args]
-        return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=10)
+        cwd = folder or Path(__file__).resolve().parent
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
 
     try:
         head = git("rev-parse", "HEAD")

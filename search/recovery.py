@@ -1,17 +1,12 @@
-"""Crash recovery: which trials count toward the total, who runs each trial, what happens to a
-trial whose worker died, and how long a trial trained. One retry marker (``retry_of``).
+"""Crash recovery: which trials count toward ``--n-trials``, who runs each trial, what becomes of
+a trial whose worker died, and how long a trial trained. One retry marker (``retry_of``).
 
-* **The total is exact.** ``--n-trials`` is the study's total; a failed trial that has a retry
-  does not count (its retry does). Workers count and create trials holding the study's lock
-  (search/locks.py); without one (MySQL) racing workers may end a trial or two past it.
-* **A crashed worker's trial runs again once, with the same parameters.** ``recover`` (called
-  under the lock) finds such trials by Optuna's heartbeat on a database (``retry_stale``), by a
-  stamp (host, pid, process start time) naming a gone process of this machine, or, under an
-  atomic lock, by a missing stamp. A crash's retry is not retried: it could loop.
-* **A Ctrl-C is not a crash**: its trial fails with the reason INTERRUPTED and the next run
-  queues a retry, every time (a retry too), so the study still reaches ``--n-trials``.
-* **Workers wait for each other's last trials** (search/run.py), so a survivor reruns a dead
-  worker's trial.
+A failed trial that has a retry does not count (its retry does). A crashed worker's trial runs
+again once, with the same parameters: ``recover``, under the study lock (search/locks.py),
+finds it by Optuna's heartbeat on a database, by a stamp (host, pid, process start time) naming
+a gone process of this machine, or, under an atomic lock, by a missing stamp. A crash's retry is
+not retried (it could loop). A Ctrl-C is no crash: its trial fails as INTERRUPTED and the next
+run queues a retry, every time, so the study still reaches its total.
 """
 
 from __future__ import annotations
@@ -20,7 +15,6 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,39 +29,6 @@ log = logging.getLogger("search")
 
 _HAS_PROC = os.path.isdir("/proc/self")
 INTERRUPTED = "interrupted by the user (SIGINT)"  # the fail reason of a trial cut by Ctrl-C
-# The trial's clock (user attrs, ISO times in UTC). Optuna starts a trial when it is asked: K
-# trials asked together for a population start at once, though groups of other architectures
-# train one after the other; and a dead worker's trial ends when a later run notices it.
-TRAINING_STARTED = "training_started"  # when the trial's population started training
-LAST_REPORT = "last_report"  # when the trial last reported a validation accuracy
-
-
-def now_stamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def trial_span(trial: FrozenTrial) -> tuple[datetime, datetime] | None:
-    """When a finished trial trained (naive local times, as Optuna's): from its population's
-    start to its end; a failed trial ends at its last report (0 s without one), since its
-    worker may have died days before a rerun failed it. None for an unfinished trial."""
-    start, end = trial.datetime_start, trial.datetime_complete
-    if start is None or end is None:
-        return None
-    start = _local(trial.user_attrs.get(TRAINING_STARTED)) or start
-    if trial.state == TrialState.FAIL:
-        end = min(end, _local(trial.user_attrs.get(LAST_REPORT)) or start)
-    return start, max(start, end)
-
-
-def trial_seconds(trial: FrozenTrial) -> float:
-    span = trial_span(trial)
-    return (span[1] - span[0]).total_seconds() if span else 0.0
-
-
-def _local(stamp: Any) -> datetime | None:
-    if not isinstance(stamp, str):
-        return None
-    return datetime.fromisoformat(stamp).astimezone().replace(tzinfo=None)
 
 
 def proc_stat(pid: int) -> list[str] | None:
@@ -91,8 +52,7 @@ def _retried(trials: Sequence[FrozenTrial]) -> set[int]:
 
 
 def worker_stamp() -> dict[str, Any]:
-    """What identifies this process to the others: host, pid and start time (which tells a
-    reused pid from the original)."""
+    """This process to the others: host, pid and start time (which tells a reused pid)."""
     pid = os.getpid()
     try:
         stat = proc_stat(pid) if _HAS_PROC else None
@@ -125,7 +85,7 @@ def worker_gone(trial: FrozenTrial) -> bool:
         except ProcessLookupError:
             return True
         except PermissionError:  # it exists, as another user's process
-            return False
+            pass
         return False
     try:
         fields = proc_stat(pid)
@@ -138,14 +98,11 @@ def worker_gone(trial: FrozenTrial) -> bool:
 
 
 def recover(study: optuna.Study, *, atomic: bool, dead_pid: int | None = None) -> None:
-    """Fail the RUNNING trials whose worker is gone and queue one retry of each; queue a retry
-    of each trial a Ctrl-C cut short. Call it holding the study's lock (``atomic``: that lock
-    is a real one), so that two workers never both retry one trial and an unstamped trial
-    cannot be a live worker's. ``dead_pid``: a process of this machine known to be dead (the
-    ``--workers`` parent's child), whose trials are failed at once on any storage.
-
-    A trial's stamp is judged on this machine only where no heartbeat watches the trial (the
-    journal): on a database two machines may share a host name, and the heartbeat decides."""
+    """Fail the RUNNING trials whose worker is gone and queue a retry of each, and of each trial
+    a Ctrl-C cut short. Hold the study's lock (``atomic``: a real one), so no two workers retry
+    one trial and an unstamped trial cannot be a live worker's. ``dead_pid``: a dead process of
+    this machine (a ``--workers`` child), whose trials fail at once on any storage. Stamps are
+    judged only where no heartbeat watches (the journal): database hosts may share a name."""
     heartbeat = is_heartbeat_enabled(study._storage)
     if heartbeat:
         fail_stale_trials(study)  # calls retry_stale (the storage's callback) for each

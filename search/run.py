@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import socket
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enable
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from mnistcore import Dataset
+from mnistcore import MEMBER_FIELDS, Dataset
 from mnistcore.cli import INTERRUPTED_EXIT
 from mnistcore.errors import UserError
 from search.confirm import PARENT_CONFIRMS, confirm, parse_confirm, plan
@@ -33,7 +35,7 @@ from search.locks import StudyLock
 from search.objective import Objective
 from search.recovery import INTERRUPTED, counted, recover, stamp
 from search.setup import Place, population_size, prepare
-from search.space import searched_names
+from search.space import searched_names, suggest
 from search.summary import format_summary
 from studies import trial_record as rec
 from studies.storage import StorageError, first_line
@@ -105,7 +107,9 @@ def _search(
     confirmation = settings.confirm if settings.confirm.top else later
 
     def least_confirmation() -> float:  # seconds of what plan() may cut the confirmation to
-        return plan(study, confirmation, seconds=0.0).estimate if confirmation.top else 0.0
+        if not confirmation.top:
+            return 0.0
+        return plan(study, confirmation, seconds=0.0, baseline=settings.baseline).estimate
 
     start, interrupted, done = time.perf_counter(), False, True
     try:
@@ -136,10 +140,13 @@ def _search(
             f"{overhead / wall if wall else 0.0:.1%} of it{'; interrupted' if interrupted else ''}"
         )
     if not done:
+        command = shlex.join(["python", "-m", "search.study", *sys.argv[1:]])
         lines.append(
-            f"--timeout {settings.timeout:.0f} s: no trial started after "
+            f"stopped by --timeout {settings.timeout:.0f} s: no trial started after "
             f"{time.monotonic() - started:.0f} s"
             + (", to leave time for the confirmation" if confirmation.top else "")
+            + f"; {_to_run(study, settings.n_trials)} of --n-trials {settings.n_trials} "
+            f"still to run: continue with {command}"
         )
     return interrupted
 
@@ -171,16 +178,11 @@ def confirm_study(
     if not settings.confirm.top:
         return False
     try:
+        where = {"device": settings.device, "threads": settings.threads, "store": store}
         seconds = confirm(
-            study,
-            data,
-            settings.confirm,
-            device=settings.device,
-            threads=settings.threads,
-            lock=place.lock,
-            store=store,
-            seconds=_left(settings, started),
-        )
+            study, data, settings.confirm, lock=place.lock, seconds=_left(settings, started),
+            baseline=settings.baseline, **where,
+        )  # fmt: skip
     except KeyboardInterrupt:
         log.warning(
             "confirmation interrupted: the configurations confirmed so far are stored; rerun "
@@ -194,7 +196,7 @@ def confirm_study(
 
 def finish(place: Place, study: optuna.Study, lines: list[str], *, report: bool) -> None:
     """Print the summary (``lines``: this run's timing) and build the report if asked."""
-    print(format_summary(study_report(study), run_lines=lines))
+    print(format_summary(study_report(study), run_lines=lines, storage=place.storage_name))
     if not report:
         return
     from reports import build_report  # plotly: only the process that writes the report needs it
@@ -277,6 +279,9 @@ def _step(
         wanted = min(population, max(n_trials - len(counted(stored)), 0) + waiting)
         try:
             for _ in range(wanted):  # each new trial counts, so the total stays exact
+                # queued trials (retries, enqueued points) come first, as they are
+                if len(trials) == 1 and not waiting and isinstance(objective, Objective):
+                    _share_architecture(study, trials[0], objective, wanted - 1)
                 with warnings.catch_warnings():  # _run_group runs the heartbeat, as optimize
                     warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
                     trial = study.ask()
@@ -304,6 +309,18 @@ def _step(
         time.sleep(POLL_SECONDS)
         return False
     return True
+
+
+def _share_architecture(
+    study: optuna.Study, first: optuna.trial.Trial, objective: Objective, more: int
+) -> None:
+    """Queue ``more`` trials with ``first``'s searched architecture (fields members cannot differ
+    in), so a population of the default space fuses; the sampler suggests the rest."""
+    suggest(first, objective.space, base=objective.base)
+    shared = {k: v for k, v in first.params.items() if k not in MEMBER_FIELDS}
+    if shared:
+        for _ in range(more):
+            study.enqueue_trial(shared, skip_if_exists=False)
 
 
 def _run_group(
@@ -364,13 +381,10 @@ def _fail(study: optuna.Study, trial: optuna.trial.Trial, error: BaseException) 
 
 
 def _connection_error(e: BaseException) -> BaseException | None:
-    """The database connection error behind ``e`` (raised by Optuna or by the objective's
-    storage writes, maybe as the cause of another error), or None."""
+    """The database connection error behind ``e`` (maybe as the cause of another), or None."""
     seen: BaseException | None = e
-    for _ in range(10):
-        if seen is None:
-            return None
-        if isinstance(seen, (OperationalError, InterfaceError)):
+    for _ in range(10):  # a chain of causes, not a cycle
+        if seen is None or isinstance(seen, (OperationalError, InterfaceError)):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
@@ -379,6 +393,4 @@ def _connection_error(e: BaseException) -> BaseException | None:
 def _where(study: optuna.Study) -> str:
     backend = getattr(study._storage, "_backend", study._storage)  # RDB, maybe inside a cache
     url = getattr(getattr(backend, "engine", None), "url", None)
-    if url is None or not url.host:
-        return "the --storage host"
-    return f"{url.host}:{url.port or 'default port'}"
+    return f"{url.host}:{url.port or 'default port'}" if url and url.host else "the --storage host"

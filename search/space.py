@@ -203,7 +203,9 @@ def build_space(
     toml_path: str | Path | None = None,
     base: TrainConfig | None = None,
 ) -> dict[str, Dimension]:
-    """``DEFAULT_SPACE`` updated by a TOML file, then by flag strings; validated."""
+    """``DEFAULT_SPACE`` updated by a TOML file, then by flag strings. Empty or reversed ranges,
+    log ranges through 0 and values ``TrainConfig`` rejects (at both ends of a range, each
+    choice) are a SpaceError naming where the parameter was set."""
     space = dict(DEFAULT_SPACE)
     sources = {name: f"the default {name}" for name in space}
     if toml_path is not None:
@@ -213,7 +215,30 @@ def build_space(
     for name, text in (overrides or {}).items():
         space[name] = parse_dimension(name, text, source=_flag(name))
         sources[name] = _flag(name)
-    check_space(space, base=base, sources=sources)
+    base = base or TrainConfig()
+    for name, dim in space.items():
+        where = f"{sources[name]} {dim.describe()}"
+        if isinstance(dim, Range):
+            if not dim.low < dim.high:
+                raise SpaceError(
+                    f"{where}: low must be < high; swap the bounds, or give one value to pin "
+                    f"{name}"
+                )
+            if dim.log and dim.low <= 0:
+                raise SpaceError(
+                    f"{where}: a log-scale range needs bounds > 0; use a positive low bound "
+                    f"or ':linear'"
+                )
+            candidates: tuple[Any, ...] = (dim.low, dim.high)
+            fix = "narrow the range"
+        else:
+            candidates = dim.values
+            fix = "choose another value" if len(dim.values) == 1 else "leave that choice out"
+        for value in candidates:
+            try:
+                base.replace(**{name: int(value) if _KINDS[name] is int else value})
+            except ConfigError as e:
+                raise SpaceError(f"{where}: {e}; {fix}") from None
     return space
 
 
@@ -254,42 +279,6 @@ def parse_dimension(name: str, text: str, *, source: str = "") -> Dimension:
     if len(set(values)) != len(values):
         raise SpaceError(f"{source} {text!r} repeats a value; list each choice once")
     return Choice(values)
-
-
-def check_space(
-    space: Mapping[str, Dimension],
-    *,
-    base: TrainConfig | None = None,
-    sources: Mapping[str, str] | None = None,
-) -> None:
-    """Raise SpaceError for empty or reversed ranges, log ranges through 0, or values that
-    ``TrainConfig`` rejects (at both ends of a range, each choice), naming where the parameter
-    was set (``sources``: a flag or a space file; default the flag)."""
-    base = base or TrainConfig()
-    for name, dim in space.items():
-        _check_known(name, name)
-        where = f"{(sources or {}).get(name, _flag(name))} {dim.describe()}"
-        if isinstance(dim, Range):
-            if not dim.low < dim.high:
-                raise SpaceError(
-                    f"{where}: low must be < high; swap the bounds, or give one value to pin "
-                    f"{name}"
-                )
-            if dim.log and dim.low <= 0:
-                raise SpaceError(
-                    f"{where}: a log-scale range needs bounds > 0; use a positive low bound "
-                    f"or ':linear'"
-                )
-            candidates: tuple[Any, ...] = (dim.low, dim.high)
-            fix = "narrow the range"
-        else:
-            candidates = dim.values
-            fix = "choose another value" if len(dim.values) == 1 else "leave that choice out"
-        for value in candidates:
-            try:
-                base.replace(**{name: int(value) if _KINDS[name] is int else value})
-            except ConfigError as e:
-                raise SpaceError(f"{where}: {e}; {fix}") from None
 
 
 def describe_space(space: SearchSpace) -> str:

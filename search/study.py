@@ -1,8 +1,4 @@
-"""``python -m search.study``: an Optuna study over the CNN's hyperparameters.
-
-The command's code lives by job (see the ``search`` package docstring); ``python -m
-search.study --help`` lists the flags.
-"""
+"""``python -m search.study``: an Optuna study over the CNN's hyperparameters (``--help``)."""
 
 from mnistcore.cli import run_main
 

@@ -1,5 +1,5 @@
-"""The end-of-study summary: the report's extract of the study (reports/study_data.py), printed
-as a few small text tables. The HTML report draws the same extract, so the two agree."""
+"""The end-of-study summary: the extract of the study (studies/study_data.py), printed as a few
+small text tables. The HTML report draws the same extract, so the two agree."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ from typing import Any
 
 import pandas as pd
 
-from studies.confirmation import BUDGET_SHARE, Confirmation
+from studies.confirmation import BUDGET_SHARE, Confirmation, baseline_sentence
+from studies.formatting import export_command, format_epochs, train_command
 from studies.intervals import format_accuracy, format_spread
-from studies.study_data import BestTrial, StudyReport, format_epochs, train_command
+from studies.study_data import BestTrial, StudyReport
 
 
-def format_summary(report: StudyReport, *, run_lines: list[str] | None = None) -> str:
-    """A few small tables as text; ``run_lines`` (this run's timing) are appended."""
+def format_summary(
+    report: StudyReport, *, run_lines: list[str] | None = None, storage: str | None = None
+) -> str:
+    """A few small tables as text; ``run_lines`` (this run's timing) are appended, then the
+    exact command that exports the result (``storage``: the study's, None for the default)."""
     out = [f"study {report.name!r}"]
     c = report.counts
     counts = {
@@ -69,6 +73,8 @@ def format_summary(report: StudyReport, *, run_lines: list[str] | None = None) -
     if report.confirmation is not None:
         out.extend(_confirmation(report.confirmation))
     out.extend(run_lines or [])
+    if report.best is not None:
+        out.append(f"export it: {export_command(storage=storage, study_name=report.name)}")
     return "\n".join(out)
 
 
@@ -102,22 +108,16 @@ def _confirmation(confirmation: Confirmation) -> list[str]:
             f"winner's curse: the search's best val is {abs(confirmation.curse) * 100:.2f} "
             f"points {above} its configuration's confirmed mean"
         )
+    if confirmation.baseline is not None:
+        out.append(f"baseline: {baseline_sentence(confirmation.baseline)}")
     share = confirmation.cost_share
-    if share is not None:
-        seconds = sum(c.seconds for c in confirmation.configs)
+    if share is not None:  # measured; the plan's estimate was logged once, before training
         settings = confirmation.settings
-        auto = ""
-        if settings.get("auto") and "top" in settings and "asked" in settings:
-            auto = (
-                f" (auto: the best configuration is confirmed even over the "
-                f"{BUDGET_SHARE:.0%} budget)"
-                if share > BUDGET_SHARE and settings["top"] == 1
-                else f" (auto: {settings['top']} of the top {settings['asked']} fit the "
-                f"{BUDGET_SHARE:.0%} budget)"
-            )
+        auto = f" (auto's budget: {BUDGET_SHARE:.0%})" if settings.get("auto") else ""
         out.append(
-            f"confirmation: {seconds:.1f} s of training = {share:.0%} of the search's "
-            f"{settings['search_seconds']:.1f} s{auto}"
+            f"confirmation: {confirmation.seconds:.1f} s of training"
+            + (" (baseline included)" if confirmation.baseline is not None else "")
+            + f" = {share:.0%} of the search's {settings['search_seconds']:.1f} s{auto}"
         )
     if confirmation.settings.get("cut"):
         out.append(f"cut to end within --timeout: {confirmation.settings['cut']}")

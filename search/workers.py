@@ -34,16 +34,11 @@ def run_workers(settings: StudySettings, argv: list[str]) -> int:
     place = locate(settings)  # the children must agree on the study's name: resolved here once
     store = open_artifact_store(settings.artifacts, place.storage_name)  # before any child
     start = time.monotonic()
-    parent = Parent(
-        argv=[*argv, "--study-name", place.study_name],
-        workers=settings.workers,
-        seed=settings.seed,
-        threads=settings.threads,
-        place=place,
-        confirm=str(settings.confirm),
-        deadline=start + settings.timeout if settings.timeout else None,
+    deadline = start + settings.timeout if settings.timeout else None
+    parent = Parent(settings, place, [*argv, "--study-name", place.study_name], deadline)
+    log.info(
+        "%d workers on study %r in %s", settings.workers, place.study_name, place.storage_name
     )
-    log.info("%d workers on study %r in %s", parent.workers, place.study_name, place.storage_name)
     code = parent.run()
     wall = time.monotonic() - start
     try:
@@ -65,21 +60,17 @@ def run_workers(settings: StudySettings, argv: list[str]) -> int:
 @dataclass
 class _Child:
     slot: int
-    seed: int
     proc: subprocess.Popen[bytes]
 
 
 @dataclass
 class Parent:
-    """Starts ``workers`` children running ``python -m search.study ARGV --workers 1``,
+    """Starts ``settings.workers`` children running ``python -m search.study ARGV --workers 1``,
     forwards SIGINT, replaces crashed children after failing and re-enqueueing their trials."""
 
-    argv: list[str]
-    workers: int
-    seed: int
-    threads: int
+    settings: StudySettings
     place: Place
-    confirm: str  # the parent's --confirm: the children leave time for it
+    argv: list[str]
     deadline: float | None  # time.monotonic() when --timeout ends (None: no limit)
     children: list[_Child] = field(default_factory=list)
     interrupted: bool = False
@@ -94,7 +85,7 @@ class Parent:
             first = self.children[0].proc.poll()
             if first is not None and first != 0:
                 return first if first > 0 else 1  # it said why (a user error, say)
-            for slot in range(1, self.workers):
+            for slot in range(1, self.settings.workers):
                 self._start(slot)
             return self._supervise()
         finally:
@@ -107,9 +98,10 @@ class Parent:
                 child.proc.send_signal(signal.SIGINT)
 
     def _start(self, slot: int) -> None:
-        seed = self.seed * 1000 + self.started
+        s = self.settings
+        seed = s.seed * 1000 + self.started
         self.started += 1
-        threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        threads = s.threads or max(1, (os.cpu_count() or 1) // s.workers)
         argv = [
             *self.argv,
             "--workers", "1", "--seed", str(seed), "--threads", str(threads), "--no-report",
@@ -119,7 +111,7 @@ class Parent:
             argv += ["--timeout", f"{max(self.deadline - time.monotonic(), 0.01):.2f}"]
         env = {
             **os.environ,
-            PARENT_CONFIRMS: self.confirm,
+            PARENT_CONFIRMS: str(s.confirm),  # the children leave time for it
             # idle OpenMP threads spin by default: N processes sharing few cores thrash
             "OMP_WAIT_POLICY": "PASSIVE",
             "TQDM_DISABLE": "1",  # N progress bars on one terminal would overwrite each other
@@ -131,7 +123,7 @@ class Parent:
             start_new_session=True,  # Ctrl-C reaches the parent, which forwards it once
         )
         log.info("worker %d started: pid %d, seed %d, %d threads", slot, proc.pid, seed, threads)
-        self.children.append(_Child(slot, seed, proc))
+        self.children.append(_Child(slot, proc))
 
     def _wait_for_study(self) -> None:
         first = self.children[0].proc

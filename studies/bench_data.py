@@ -14,7 +14,6 @@ from typing import Any
 
 import pandas as pd
 
-from studies.bench_tables import time_to_accuracy_table  # noqa: F401 (re-exported)
 from studies.trial_record import as_int, as_number
 
 # extra_info keys copied into the rows frame (missing ones stay empty); what each means is said

@@ -20,7 +20,6 @@ from studies import trial_record as rec
 from studies.confirmation import Confirmation, extract_confirmation
 
 # re-exported: search/summary.py reads them from here
-from studies.formatting import format_epochs, train_command  # noqa: F401
 from studies.study_tables import (
     Population,
     images_per_second,
@@ -235,7 +234,7 @@ def _shown(trial: FrozenTrial, multi_objective: bool, steps_per_epoch: int) -> B
         best_epoch_value=trial.intermediate_values.get(at_best),
         images_per_second=images_per_second(trial, multi_objective=multi_objective),
         epochs_run=epochs_run(trial, steps_per_epoch=steps_per_epoch),
-        seconds=trial.duration.total_seconds() if trial.duration is not None else None,
+        seconds=rec.trial_seconds(trial),  # from its own group's start (mixed populations)
         config=dict(config) if isinstance(config, dict) else {},
     )
 

@@ -60,7 +60,7 @@ def trials_table(
             row[label] = trial.user_attrs.get(key)
             if key == rec.TEST_ACCURACY:
                 row["test 95% CI"] = wilson_text(row[label], sizes.get("test"))
-        row["seconds"] = trial.duration.total_seconds() if trial.duration is not None else None
+        row["seconds"] = rec.trial_seconds(trial)  # from its own group's start
         row.update({f"param {param}": value for param, value in trial.params.items()})
         rows.append(row)
     if not rows:

@@ -6,7 +6,10 @@ and how a stored number reads back.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
 
 # -- what the objective records about training
 CONFIG = "config"  # the whole TrainConfig as a dict, pinned values included
@@ -53,6 +56,54 @@ CONFIRM_SETTINGS = "confirm"  # {"top", "asked", "seeds", "auto", "search_second
 # {"name", "config", "seeds", "val", "test" (None: that seed diverged), "seconds", "n_val",
 # "n_test", "curves" (optional)}
 BASELINE = "baseline"
+# -- the trial's clock (ISO times in UTC). Optuna starts a trial when it is asked: K trials
+# asked together start at once, though groups of other architectures train one after the
+# other; and a dead worker's trial ends when a later run notices it.
+TRAINING_STARTED = "training_started"  # when the trial's population started training
+LAST_REPORT = "last_report"  # when the trial last reported a validation accuracy
+
+
+def now_stamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def trial_span(trial: FrozenTrial) -> tuple[datetime, datetime] | None:
+    """When a finished trial trained (naive local times, as Optuna's), from its population's
+    start; a failed trial ends at its last report (its worker may have died days before a rerun
+    failed it). None for an unfinished trial."""
+    start, end = trial.datetime_start, trial.datetime_complete
+    if start is None or end is None:
+        return None
+    start = _local(trial.user_attrs.get(TRAINING_STARTED)) or start
+    if trial.state == TrialState.FAIL:
+        end = min(end, _local(trial.user_attrs.get(LAST_REPORT)) or start)
+    return start, max(start, end)
+
+
+def trial_seconds(trial: FrozenTrial) -> float | None:
+    """Seconds of ``trial_span`` (None for an unfinished trial)."""
+    span = trial_span(trial)
+    return (span[1] - span[0]).total_seconds() if span else None
+
+
+def search_seconds(trials: list[FrozenTrial]) -> float:
+    """Seconds during which the finished trials trained: the union of their spans, so trials
+    trained together (a population, parallel workers) count once."""
+    spans = sorted(span for t in trials if (span := trial_span(t)) is not None)
+    total, end = 0.0, None
+    for start, stop in spans:
+        if end is not None and start < end:  # overlaps the previous span: count the rest
+            start = end
+        if stop > start:
+            total += (stop - start).total_seconds()
+            end = stop
+    return total
+
+
+def _local(stamp: Any) -> datetime | None:
+    if not isinstance(stamp, str):
+        return None
+    return datetime.fromisoformat(stamp).astimezone().replace(tzinfo=None)
 
 
 def as_number(value: Any) -> float | None:

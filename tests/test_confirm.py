@@ -24,7 +24,7 @@ from scipy.stats import t as student_t
 from mnistcore import TrainConfig, build_model, evaluate, load_dataset, read_recipe
 from search.artifacts import load_weights
 from search.cli import main
-from search.confirm import ConfirmSpec, parse_confirm, plan, search_seconds
+from search.confirm import ConfirmSpec, parse_confirm, plan
 from studies import trial_record as rec
 from studies.confirmation import extract_confirmation, stored_records
 from studies.intervals import seed_spread, wilson
@@ -279,9 +279,9 @@ def test_the_search_time_counts_overlapping_trials_once() -> None:
         )  # fmt: skip
 
     # a population of two (same span) and a later trial: 10 + 3 seconds
-    assert search_seconds([trial(0, 10), trial(0, 10), trial(12, 15)]) == 13.0
+    assert rec.search_seconds([trial(0, 10), trial(0, 10), trial(12, 15)]) == 13.0
     # two workers overlapping, one trial inside another
-    assert search_seconds([trial(0, 10), trial(5, 20), trial(6, 8)]) == 20.0
+    assert rec.search_seconds([trial(0, 10), trial(5, 20), trial(6, 8)]) == 20.0
 
 
 def test_help_prints() -> None:

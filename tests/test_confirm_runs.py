@@ -12,17 +12,18 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 import search.confirm as confirm_module
 from mnistcore import TrainConfig, fit, load_dataset
-from search.confirm import ConfirmSpec, confirm, parse_confirm, plan, search_seconds
+from search.confirm import ConfirmSpec, confirm, parse_confirm, plan
 from search.console import setup_logging
 from search.locks import study_lock
-from search.recovery import LAST_REPORT
 from studies import trial_record as rec
 from studies.confirmation import extract_confirmation, stored_records
 from studies.storage import open_storage
+from studies.study_data import extract_study
 
 NAME = "tiny"
 CONFIG = TrainConfig(
@@ -149,10 +150,10 @@ def confirmed(trial: FrozenTrial, seconds: float) -> dict:
 def test_a_recovered_trial_counts_up_to_its_last_report_not_the_downtime() -> None:
     reported = (START + timedelta(seconds=10)).astimezone(UTC).isoformat()
     # a worker died 10 s into its trial; a rerun three days later failed it
-    dead = timed(1, 0.0, 0, 3 * 86400, state=TrialState.FAIL, **{LAST_REPORT: reported})
-    assert search_seconds([dead, timed(2, 0.9, 100, 105)]) == 10 + 5
+    dead = timed(1, 0.0, 0, 3 * 86400, state=TrialState.FAIL, **{rec.LAST_REPORT: reported})
+    assert rec.search_seconds([dead, timed(2, 0.9, 100, 105)]) == 10 + 5
     # failed before its first report: nothing counted
-    assert search_seconds([timed(1, 0.0, 0, 3 * 86400, state=TrialState.FAIL)]) == 0
+    assert rec.search_seconds([timed(1, 0.0, 0, 3 * 86400, state=TrialState.FAIL)]) == 0
 
 
 def test_auto_looks_past_a_configuration_over_budget() -> None:
@@ -203,3 +204,17 @@ def test_a_timeout_bounds_the_search_and_its_confirmation(tmp_path, capsys) -> N
     out = capsys.readouterr().out
     assert "confirmed winner" in out and "no trial started after" in out
     assert wall < 12 * 1.1, out
+
+
+def test_the_report_times_a_trial_from_its_own_groups_start() -> None:
+    # Two architectures asked together: the second group trained from t=30 s to t=50 s, though
+    # Optuna started its trial at t=0 when it was asked (issue 19 item 5, the report's side).
+    started = (START + timedelta(seconds=30)).astimezone(UTC).isoformat()
+    first = timed(0, 0.9, 0, 30)
+    second = timed(1, 0.95, 0, 50, **{rec.TRAINING_STARTED: started})
+    report = extract_study(
+        name="s", directions=[StudyDirection.MAXIMIZE], user_attrs={}, trials=[first, second]
+    )
+    assert report.best is not None and report.best.number == 1
+    assert report.best.seconds == 20.0
+    assert rec.search_seconds([first, second]) == 50.0  # the union of 0-30 and 30-50

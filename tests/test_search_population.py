@@ -22,7 +22,7 @@ from mnistcore import TrainConfig
 from search.cli import main
 from search.locks import StudyLock
 from search.objective import Objective, report_steps
-from search.recovery import counted, trial_seconds, trial_span
+from search.recovery import counted
 from search.run import run_trials
 from search.space import build_space
 from studies import trial_record as rec
@@ -128,12 +128,15 @@ def test_a_killed_worker_s_whole_population_is_retried(tmp_path) -> None:
     victim = start(*args, "--seed", "1", cwd=tmp_path)
     try:
         running = wait_for(
-            lambda: [
-                t for t in trials(journal)
-                if t.state == TrialState.RUNNING and t.intermediate_values
-            ]  # fmt: skip
-            if len([t for t in trials(journal) if t.state == TrialState.RUNNING]) == 3
-            else None
+            lambda: (
+                [
+                    t
+                    for t in trials(journal)
+                    if t.state == TrialState.RUNNING and t.intermediate_values
+                ]  # fmt: skip
+                if len([t for t in trials(journal) if t.state == TrialState.RUNNING]) == 3
+                else None
+            )
         )
         victim.kill()
         victim.wait()
@@ -243,5 +246,22 @@ def test_each_architecture_s_clock_starts_when_it_trains(synthetic) -> None:
     run_trials(study, objective, n_trials=2, lock=StudyLock(), population=2)
     first, second = study.trials
     # the second waited while the first trained: that wait is not its duration
-    assert trial_span(second)[0] >= first.datetime_complete
-    assert trial_seconds(second) < second.duration.total_seconds()
+    assert rec.trial_span(second)[0] >= first.datetime_complete
+    assert rec.trial_seconds(second) < second.duration.total_seconds()
+
+
+def test_a_population_of_the_default_space_shares_one_architecture(synthetic) -> None:
+    # The default space searches width and batch norm: each trial would be its own population.
+    # The first trial's architecture is queued for the others, whose lr, momentum and dropout
+    # the sampler still suggests, so all K train fused.
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    space = build_space(overrides={"depth": "1", "hidden": "16", "batch_size": "64"})
+    base = TrainConfig(epochs=1, dataset="synthetic", device="cpu", threads=1)
+    run_trials(study, Objective(synthetic, space, base=base), n_trials=6, lock=StudyLock(),
+               population=3)  # fmt: skip
+    trials = study.trials
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    for group in (trials[:3], trials[3:]):
+        assert {t.user_attrs[rec.POPULATION_SIZE] for t in group} == {3}
+        assert len({(t.params["width"], t.params["batch_norm"]) for t in group}) == 1
+        assert len({t.params["lr"] for t in group}) == 3  # the members are sampled each

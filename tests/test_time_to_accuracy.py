@@ -26,7 +26,8 @@ from bench.time_to_accuracy import (
 )
 from mnistcore import TrainConfig, read_recipe
 from reports.bench_figures import time_to_accuracy_panels
-from studies.bench_data import load_benchmarks, time_to_accuracy_table
+from studies.bench_data import load_benchmarks
+from studies.bench_tables import time_to_accuracy_table
 from tests.reports_fixtures import START, bench_case, run_document
 
 ROOT = Path(__file__).resolve().parents[1]
