@@ -17,57 +17,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# public name -> the module that defines it
+# module -> the public names it defines (space-separated)
 _EXPORTS = {
-    "mnistcore.config": (
-        "DATASETS",
-        "PRECISIONS",
-        "PRESETS",
-        "SCHEDULES",
-        "TrainConfig",
-        "preset",
-    ),
-    "mnistcore.data": (
-        "Dataset",
-        "SPLIT_SEED",
-        "Split",
-        "VAL_FRACTION",
-        "iterate_batches",
-        "load_dataset",
-        "resolve_dataset",
-        "synthetic_digits",
-    ),
-    "mnistcore.device": (
-        "available_cores",
-        "configure_threads",
-        "device_name",
-        "resolve_device",
-        "resolve_precision",
-        "seed_everything",
-        "synchronize",
-    ),
-    "mnistcore.errors": (
-        "ConfigError",
-        "DatasetError",
-        "DeviceError",
-        "NonFiniteLossError",
-        "UserError",
-    ),
-    "mnistcore.model": ("build_model", "count_parameters", "save_weights"),
-    "mnistcore.population": (
-        "EVAL_BATCH",
-        "Evaluation",
-        "MEMBER_FIELDS",
-        "Population",
-        "PopulationResult",
-        "fit_population",
-        "fusible_key",
-        "group_configs",
-    ),
-    "mnistcore.recipe": ("RecipeError", "read_recipe", "recipe_text", "write_recipe"),
-    "mnistcore.train": ("EpochResult", "evaluate", "fit"),
+    "mnistcore.config": "DATASETS PRECISIONS PRESETS SCHEDULES TrainConfig preset",
+    "mnistcore.data": "Dataset SPLIT_SEED Split VAL_FRACTION iterate_batches load_dataset "
+    "resolve_dataset synthetic_digits",
+    "mnistcore.device": "available_cores configure_threads device_name resolve_device "
+    "resolve_precision seed_everything synchronize",
+    "mnistcore.errors": "ConfigError DatasetError DeviceError NonFiniteLossError UserError",
+    "mnistcore.model": "build_model count_parameters save_weights",
+    "mnistcore.population": "EVAL_BATCH Evaluation MEMBER_FIELDS Population PopulationResult "
+    "fit_population fusible_key group_configs",
+    "mnistcore.recipe": "RecipeError read_recipe recipe_text write_recipe",
+    "mnistcore.train": "EpochResult evaluate fit",
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names.split()}
 __all__ = sorted(_MODULE_OF)
 
 
