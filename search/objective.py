@@ -38,6 +38,7 @@ from mnistcore import (
     evaluate,
     group_configs,
     resolve_device,
+    resolve_precision,
 )
 from search.space import DEFAULT_SPACE, SearchSpace, suggest
 from studies import trial_record as rec
@@ -293,6 +294,8 @@ def run_stamps(data: Dataset, *, device: str = "auto") -> dict[str, Any]:
     """Conditions every trial records: device, torch, code version, data actually used."""
     stamps: dict[str, Any] = {
         rec.DEVICE_NAME: device_name(resolve_device(device)),
+        # what --precision auto (TrainConfig's default) trains in on this device
+        rec.PRECISION: resolve_precision("auto", resolve_device(device)),
         rec.TORCH_VERSION: torch.__version__,
         rec.DATASET: data.name,
         rec.DATASET_SOURCE: data.source,

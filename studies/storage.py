@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,8 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalStorage
 
 from studies.journal import StorageError, is_sqlite, open_journal
+
+log = logging.getLogger("studies")
 
 # The journal file, not SQLite: with several worker processes writing trials at once, SQLite's
 # waiting writers run out of their lock timeout ("database is locked"); the journal appends
@@ -115,9 +118,10 @@ def _open_journal(path: Path, *, create: bool) -> JournalStorage:
             f"--storage {str(path)!r}: folder {str(path.parent)!r} does not exist; create it or "
             "use another path"
         )
+    new = create and not path.is_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return open_journal(path, writer=create)
+        storage = open_journal(path, writer=create)
     except OSError as e:
         raise StorageError(
             f"cannot open journal file {str(path)!r}: {e.strerror or e}; "
@@ -127,6 +131,9 @@ def _open_journal(path: Path, *, create: bool) -> JournalStorage:
         raise
     except ValueError as e:  # a record Optuna cannot replay (a StorageError is a ValueError too)
         raise StorageError(f"cannot read Optuna journal {path}: {first_line(e)}") from None
+    if new:  # on its own line: a mistyped file name in an existing folder starts afresh
+        (log.info if default else log.warning)("new study in a new journal %s", path)
+    return storage
 
 
 def _open_rdb(

@@ -36,12 +36,14 @@ RETRY_OF = "retry_of"  # number of the failed trial this one runs again (the one
 
 # -- stamps: the conditions of a result, shown once per study
 DEVICE_NAME = "device_name"
+PRECISION = "precision"  # fp32 | bf16: what precision auto resolved to on the device
 TORCH_VERSION = "torch_version"
 GIT_COMMIT = "git_commit"
 DATASET = "dataset"  # the dataset actually used (also a study attribute)
 DATASET_SOURCE = "dataset_source"  # (also a study attribute)
 SPLIT_SIZES = "split_sizes"
-STAMP_KEYS = (DEVICE_NAME, TORCH_VERSION, GIT_COMMIT, DATASET, DATASET_SOURCE, SPLIT_SIZES, SEED)
+STAMP_KEYS = (DEVICE_NAME, PRECISION, TORCH_VERSION, GIT_COMMIT, DATASET, DATASET_SOURCE)
+STAMP_KEYS += (SPLIT_SIZES, SEED)
 
 # -- study user attributes (besides DATASET, DATASET_SOURCE, MAX_EPOCHS, DEVICE_NAME)
 OBJECTIVES = "objectives"  # e.g. ["accuracy"] or ["accuracy", "throughput"]
