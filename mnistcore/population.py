@@ -53,10 +53,10 @@ BN_EPS = 1e-5
 # its page faults cost more than the op (K=8 default net, batch 128, block 0 = 37.7 MB: conv
 # forward 27.6 ms vs 5.2 ms with malloc told not to mmap); and a working set that fits in the
 # caches (L2 1 MiB/core, L3 32 MiB shared). Member-img/s, Population.train vs K separate
-# plain nn.Module SGD loops (measured before fit became a population of one), medians of 12-15 interleaved 5-6-step windows: default
-# net (depth 2, width 16, BN, batch 128) K=8: 7.3k all at once vs 10.3k at 12 MiB (10.5k at 3
-# or 6 MiB; separate 9.5k); seed net K=16: 40.1k at once, 32.8k at 3 MiB, 42.3k at 6 MiB,
-# 42.9k at 12 MiB (separate 19.5k).
+# plain nn.Module SGD loops (before fit became a population of one), medians of 12-15
+# interleaved 5-6-step windows: default net (depth 2, width 16, BN, batch 128) K=8: 7.3k
+# all at once vs 10.3k at 12 MiB (10.5k at 3 or 6 MiB; separate 9.5k); seed net K=16: 40.1k
+# at once, 32.8k at 3 MiB, 42.3k at 6 MiB, 42.9k at 12 MiB (separate 19.5k).
 CPU_CHUNK_BYTES: int | None = 12 * 2**20
 # channels_last made no difference beyond noise to the fused module on the CPU (same runs:
 # default net 10.3k NCHW vs 10.6k NHWC, seed net 42.9k vs 40.9k), and in NCHW the per-member
