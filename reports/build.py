@@ -10,11 +10,13 @@ from typing import Any, NamedTuple
 import optuna
 
 from reports.bench_figures import bench_panels, trend_panel
+from reports.compare_figures import compare_panels
 from reports.page import render, study_href, write_site
 from reports.panel import Panel
 from reports.study_figures import study_panels
 from studies.bench_data import BenchData, BenchRun, load_benchmarks, machine_rows, machine_summary
 from studies.bench_tables import data_path_table, headline, speedup_table
+from studies.compare_data import comparison_names, read_runs, summary_table
 from studies.formatting import export_command, hide_password, storage_option
 from studies.storage import DEFAULT_JOURNAL, StorageError, read_storage
 from studies.study_data import StudyReport, slugify, study_report
@@ -72,6 +74,15 @@ def build_report(
             trend=trend_panel(bench), **common,
         ),
     ]  # fmt: skip
+    if backend is not None and (names := comparison_names(backend)):
+        pages.append(
+            render(
+                "compare.html.j2",
+                "compare.html",
+                comparisons=[_comparison(backend, n) for n in names],
+                **common,
+            )
+        )
     pages += [
         render("study.html.j2", study_href(entry.report.slug), study=entry.report,
                panels=entry.panels, **common,
@@ -79,6 +90,14 @@ def build_report(
         for entry in studies
     ]  # fmt: skip
     return write_site(Path(out_dir), pages)
+
+
+def _comparison(backend: optuna.storages.BaseStorage, name: str) -> dict[str, Any]:
+    runs = read_runs(backend, name)
+    budgets = {b for r in runs if (b := r.budget) is not None}
+    return {"name": name, "runs": len(runs), "budget": max(budgets, default=None),
+            "done": all(r.done for r in runs), "table": summary_table(runs).drop(
+                columns=["flags"]), "panels": compare_panels(runs)}  # fmt: skip
 
 
 def rebuild_command(

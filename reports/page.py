@@ -24,7 +24,7 @@ from studies.intervals import format_accuracy, format_spread, wilson_text
 
 PLOTLY_JS = "plotly.min.js"  # written once beside index.html; every page loads it
 STUDY_DIR = "studies"
-TOP_LEVEL_PAGES = ("index.html", "benchmarks.html")
+TOP_LEVEL_PAGES = ("index.html", "benchmarks.html", "compare.html")
 
 # Plot toolbar without the plotly logo link: nothing on the page points off the machine.
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from mnistcore import DATASETS, TrainConfig
+from mnistcore import DATASETS, PRECISIONS, TrainConfig
 from mnistcore.cli import OneLineParser, field_help
 from search.artifacts import KEEP_BEST
 from search.confirm import (
@@ -32,7 +32,7 @@ from search.confirm import (
     parse_confirm,
 )
 from search.console import setup_logging
-from search.objective import OBJECTIVES
+from search.objective import OBJECTIVES, REDUCTION, RUNG_IMAGES
 from search.run import run_study
 from search.setup import (
     DEFAULT_PRUNER,
@@ -41,6 +41,7 @@ from search.setup import (
     PRUNERS,
     SAMPLERS,
     SMALL_SET_EPOCHS,
+    TPE_STARTUP_TRIALS,
     StudyError,
 )
 from search.space import DEFAULT_SPACE, SEARCHABLE, SearchSpace, build_space
@@ -188,6 +189,32 @@ class StudySettings:
         shown=HEARTBEAT_INTERVAL,
         type=_at_least(1),
         metavar="SECONDS",
+    )
+    reduction: int = _flag(
+        REDUCTION,
+        "sha/hyperband: rungs at steps 1, R, R^2, ... and only the top 1/R go on past each",
+        type=_at_least(2),
+        metavar="R",
+    )
+    rung_images: int = _flag(
+        RUNG_IMAGES,
+        "training images per report step at most: a large set's epoch is several steps, so "
+        "trials are judged within their first epoch",
+        type=_at_least(1),
+        metavar="N",
+    )
+    startup_trials: int = _flag(
+        TPE_STARTUP_TRIALS,
+        "tpe/gp: random trials before the sampler starts modelling (split over hyperband's "
+        "brackets)",
+        type=_at_least(1),
+        metavar="N",
+    )
+    precision: str = _flag(
+        "auto",
+        "auto | fp32 | bf16 (autocast) for every trial and the confirmation; auto: bf16 where "
+        "the device runs it fast (CUDA with bf16, a CPU with AVX512-BF16 or AMX), else fp32",
+        choices=PRECISIONS,
     )
     population: int = _flag(
         1,

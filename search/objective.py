@@ -56,12 +56,14 @@ REDUCTION = 3  # the pruners judge at steps 1, 3, 9, ...: on past a rung in the 
 Tell = Callable[[optuna.trial.Trial, TrialState, Any], None]
 
 
-def report_steps(n_train: int, epochs: int) -> tuple[int, list[int]]:
+def report_steps(
+    n_train: int, epochs: int, *, rung_images: int = RUNG_IMAGES, reduction: int = REDUCTION
+) -> tuple[int, list[int]]:
     """(steps per epoch, the steps at which members are evaluated and reported): the pruners'
-    rungs 1, 3, 9, ... and every epoch's end, up to the last step."""
-    per_epoch = max(1, math.ceil(n_train / RUNG_IMAGES))
+    rungs 1, R, R^2, ... and every epoch's end, up to the last step."""
+    per_epoch = max(1, math.ceil(n_train / rung_images))
     last = epochs * per_epoch
-    rungs = {REDUCTION**k for k in range(int(math.log(last, REDUCTION)) + 2)}
+    rungs = {reduction**k for k in range(int(math.log(last, reduction)) + 2)}
     epoch_ends = set(range(per_epoch, last + 1, per_epoch))
     return per_epoch, sorted(s for s in rungs | epoch_ends if s <= last)
 
@@ -80,6 +82,11 @@ class Objective:
     # keep(trial, value, model) after a trial completes: stores its weights when worth it
     # (search.artifacts.Keeper); None keeps nothing
     keep: Callable[[optuna.trial.Trial, float, torch.nn.Module], None] | None = None
+    # too_late(seconds_left, full_seconds) after each report: why a population must stop now
+    # (--timeout: finishing and confirming it would end after the deadline), or None
+    too_late: Callable[[float, float], str | None] | None = None
+    rung_images: int = RUNG_IMAGES  # --rung-images, --reduction: where members are reported
+    reduction: int = REDUCTION
     # this process's time, which the study splits into training and Optuna's own work
     compute_seconds: float = 0.0  # model building, training, evaluation
     optuna_seconds: float = 0.0  # Optuna calls inside the objective (the rest is outside it)
@@ -139,7 +146,9 @@ class Objective:
                 }.items():
                     trial.set_user_attr(key, value)
         n_train = len(self.data.train.labels)
-        per_epoch, steps = report_steps(n_train, configs[0].epochs)
+        per_epoch, steps = report_steps(
+            n_train, configs[0].epochs, rung_images=self.rung_images, reduction=self.reduction
+        )
         live = dict(enumerate(trials))
         ledgers = {m: _Ledger() for m in live}
         try:  # the first stretch needs all the memory the population will need
@@ -181,6 +190,7 @@ class Objective:
     ) -> None:
         """Train ``population`` step by step: report each live member, prune, complete."""
         n_train = len(self.data.train.labels)
+        began = time.perf_counter()
         for step in steps:
             target = round(step * n_train / per_epoch)
             if target > population.images_seen:
@@ -208,6 +218,13 @@ class Objective:
                 self._end(live.pop(member), ledgers[member], tell, TrialState.PRUNED)
             if pruned:
                 population.drop(pruned)  # repacks every tensor: only when someone left
+            if live and step < steps[-1] and self.too_late is not None:
+                spent = time.perf_counter() - began
+                reason = self.too_late(spent * (steps[-1] / step - 1), spent * steps[-1] / step)
+                for member in list(live) if reason else ():
+                    with self._optuna():
+                        live[member].set_user_attr(rec.FAIL_REASON, reason)
+                    self._end(live.pop(member), ledgers[member], tell, TrialState.PRUNED)
             if not live:
                 return
         test_split = self.data.to(population.device).test
@@ -290,12 +307,11 @@ class _Ledger:
             trial.set_user_attr(rec.IMAGES_PER_SECOND, self.median_speed)
 
 
-def run_stamps(data: Dataset, *, device: str = "auto") -> dict[str, Any]:
+def run_stamps(data: Dataset, *, device: str = "auto", precision: str = "auto") -> dict[str, Any]:
     """Conditions every trial records: device, torch, code version, data actually used."""
     stamps: dict[str, Any] = {
         rec.DEVICE_NAME: device_name(resolve_device(device)),
-        # what --precision auto (TrainConfig's default) trains in on this device
-        rec.PRECISION: resolve_precision("auto", resolve_device(device)),
+        rec.PRECISION: resolve_precision(precision, resolve_device(device)),  # auto resolved
         rec.TORCH_VERSION: torch.__version__,
         rec.DATASET: data.name,
         rec.DATASET_SOURCE: data.source,

@@ -29,8 +29,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from mnistcore import MEMBER_FIELDS, Dataset
 from mnistcore.cli import INTERRUPTED_EXIT
 from mnistcore.errors import UserError
-from search.confirm import PARENT_CONFIRMS, confirm, parse_confirm, plan
+from search.confirm import PARENT_CONFIRMS, confirm, parse_confirm
 from search.console import progress_bar, trial_line
+from search.deadline import Deadline, stopped_line
 from search.locks import StudyLock
 from search.objective import Objective
 from search.recovery import INTERRUPTED, counted, recover, stamp
@@ -106,11 +107,9 @@ def _search(
     later = parse_confirm(os.environ.get(PARENT_CONFIRMS, "0"))
     confirmation = settings.confirm if settings.confirm.top else later
 
-    def least_confirmation() -> float:  # seconds of what plan() may cut the confirmation to
-        if not confirmation.top:
-            return 0.0
-        return plan(study, confirmation, seconds=0.0, baseline=settings.baseline).estimate
-
+    end = started + settings.timeout if settings.timeout else None
+    deadline = Deadline(study, confirmation, settings.baseline, end)
+    objective.too_late = deadline.too_late
     start, interrupted, done = time.perf_counter(), False, True
     try:
         done = run_trials(
@@ -121,7 +120,7 @@ def _search(
             timeout=_left(settings, started),
             population=population_size(settings),
             on_trial_end=on_trial_end,
-            keep=least_confirmation if settings.timeout else None,
+            keep=deadline.reserve if settings.timeout else None,
         )
     except KeyboardInterrupt:
         interrupted = True
@@ -139,6 +138,8 @@ def _search(
             f"Optuna's overhead (sampler, pruner, storage) {overhead:.1f} s = "
             f"{overhead / wall if wall else 0.0:.1%} of it{'; interrupted' if interrupted else ''}"
         )
+    if stopped := stopped_line(ended):
+        lines.append(stopped)
     if not done:
         command = shlex.join(["python", "-m", "search.study", *sys.argv[1:]])
         lines.append(

@@ -114,7 +114,9 @@ def prepare(settings: StudySettings) -> Prepared:
     store = open_artifact_store(s.artifacts, place.storage_name)  # fails before the data loads
     data = load_data(s)
     epochs = s.epochs or default_epochs(data.sizes["train"])
-    per_epoch, _ = report_steps(data.sizes["train"], epochs)
+    per_epoch, _ = report_steps(
+        data.sizes["train"], epochs, rung_images=s.rung_images, reduction=s.reduction
+    )
     steps = epochs * per_epoch  # a trial's report steps: pruners count in these
     if stored is not None and stored.get_trials(deepcopy=False):
         # studies from before steps existed reported once per epoch
@@ -137,18 +139,19 @@ def prepare(settings: StudySettings) -> Prepared:
         sampler=make_sampler(
             s.sampler,
             seed=s.seed + n_existing,
-            brackets=_brackets(pruner, steps),
+            brackets=_brackets(pruner, steps, s.reduction),
+            startup=s.startup_trials,
             # K trials asked at once: each is proposed as if the others' results were in
             liar=population_size(s) > 1,
         ),
-        pruner=make_pruner(pruner, steps=steps),
+        pruner=make_pruner(pruner, steps=steps, reduction=s.reduction),
         directions=["maximize"] * len(s.objectives),
         load_if_exists=True,
     )
     with place.lock.hold():  # workers starting together: only the first queues the start point
         if not study.get_trials(deepcopy=False):
             study.enqueue_trial(start_params(s.space))
-    stamps = run_stamps(data, device=s.device)
+    stamps = run_stamps(data, device=s.device, precision=s.precision)
     for key, value in {
         rec.DATASET: data.name,
         rec.DATASET_SOURCE: data.source,
@@ -188,6 +191,7 @@ def prepare(settings: StudySettings) -> Prepared:
         threads=s.threads,
         dataset=data.name,
         synthetic_size=s.synthetic_size,
+        precision=s.precision,
     )
     objective = Objective(
         data,
@@ -196,6 +200,8 @@ def prepare(settings: StudySettings) -> Prepared:
         objectives=s.objectives,
         stamps=stamps,
         keep=Keeper(store) if store is not None else None,
+        rung_images=s.rung_images,
+        reduction=s.reduction,
     )
     return Prepared(place, study, objective, store)
 
@@ -218,10 +224,15 @@ def population_size(settings: StudySettings) -> int:
 
 
 def make_sampler(
-    kind: str, *, seed: int, brackets: int = 1, liar: bool = False
+    kind: str,
+    *,
+    seed: int,
+    brackets: int = 1,
+    liar: bool = False,
+    startup: int = TPE_STARTUP_TRIALS,
 ) -> optuna.samplers.BaseSampler:
     # under Hyperband each bracket's sampler starts on its own: share the random start-up
-    startup = max(3, math.ceil(TPE_STARTUP_TRIALS / brackets))
+    startup = max(min(3, startup), math.ceil(startup / brackets))
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "cmaes":
@@ -237,14 +248,14 @@ def make_sampler(
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=liar)
 
 
-def make_pruner(kind: str, *, steps: int) -> optuna.pruners.BasePruner:
+def make_pruner(kind: str, *, steps: int, reduction: int = REDUCTION) -> optuna.pruners.BasePruner:
     """The pruner of ``kind`` for trials of ``steps`` report steps (search/objective.py)."""
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=steps, reduction_factor=REDUCTION
+            min_resource=1, max_resource=steps, reduction_factor=reduction
         )
     if kind == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=REDUCTION)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=reduction)
     if kind == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
     if kind == "percentile":
@@ -252,11 +263,11 @@ def make_pruner(kind: str, *, steps: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def _brackets(pruner: str, steps: int) -> int:
+def _brackets(pruner: str, steps: int, reduction: int) -> int:
     """Hyperband's number of brackets, as Optuna computes it for min_resource=1; else 1."""
     if pruner != "hyperband":
         return 1
-    return math.floor(math.log(steps, REDUCTION) + 1e-9) + 1
+    return math.floor(math.log(steps, reduction) + 1e-9) + 1
 
 
 def _check_resumable(

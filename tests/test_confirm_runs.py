@@ -218,3 +218,29 @@ def test_the_report_times_a_trial_from_its_own_groups_start() -> None:
     assert report.best is not None and report.best.number == 1
     assert report.best.seconds == 20.0
     assert rec.search_seconds([first, second]) == 50.0  # the union of 0-30 and 30-50
+
+
+def test_a_trial_too_slow_to_finish_and_confirm_is_stopped_by_the_timeout(tmp_path, capsys):
+    # issue 19 item 1: the study has a cheap complete trial; the next one is far slower (its
+    # confirmation alone would overrun --timeout), so it stops after its first report and the
+    # cheap one is confirmed, within the timeout
+    from search.cli import main
+
+    size, journal = 5000, tmp_path / "j.log"
+    cheap = CONFIG.replace(synthetic_size=size)
+    storage, _ = open_storage(str(journal))
+    study = optuna.create_study(study_name=NAME, storage=storage, direction="maximize")
+    study.add_trial(create_trial(value=0.5, user_attrs={rec.CONFIG: cheap.to_dict(), rec.SEED: 0}))
+    slow = ["--dataset", "synthetic", "--synthetic-size", str(size), "--epochs", "9",
+            "--width", "64", "--depth", "2", "--hidden", "128", "--device", "cpu",
+            "--no-report", "--quiet", "--pruner", "none", "--baseline", "none"]  # fmt: skip
+    start = time.monotonic()
+    assert main([*slow, "--n-trials", "2", "--timeout", "20", "--confirm", "1:2",
+                 "--storage", str(journal), "--study-name", NAME]) == 0  # fmt: skip
+    wall, out = time.monotonic() - start, capsys.readouterr().out
+    trial = optuna.load_study(study_name=NAME, storage=storage).trials[1]
+    assert trial.state == TrialState.PRUNED, out
+    assert trial.user_attrs[rec.FAIL_REASON].startswith("stopped by --timeout"), out
+    assert "--timeout stopped trial 1 early" in out, out
+    assert trial.user_attrs[rec.EPOCHS_RUN] < 9 and "confirmed winner: trial 0" in out, out
+    assert wall < 20 * 1.1, out
