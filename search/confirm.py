@@ -53,6 +53,7 @@ SHARED_FIELDS = ("dataset", "synthetic_size", "epochs", "precision")
 class Baseline:
     name: str  # "tutorial" or the recipe file's name
     config: TrainConfig
+    seed_seconds: float | None = None  # one seed's training here, if timed (search/deadline.py)
 
 
 def parse_baseline(text: str) -> Baseline | None:
@@ -155,8 +156,8 @@ def plan(
     confirmed costs nothing); a seed's estimate is its configuration's search trial seconds.
     ``seconds`` (what --timeout leaves): the best configuration gets the seeds that fit, at
     least MIN_SEEDS in all; another configuration only when all its seeds fit. With a
-    ``baseline`` each of the best configuration's seeds costs twice (the baseline trains on
-    the winner's seeds)."""
+    ``baseline`` each of the best configuration's seeds also costs a baseline seed (its
+    ``seed_seconds``, or as much as the best's when unknown)."""
     trials = study.get_trials(deepcopy=False)
     by_number = {t.number: t for t in trials}
     ranked = ranked_configs(trials)
@@ -171,9 +172,9 @@ def plan(
         number, record = by_key.get(config_key(best.user_attrs[rec.CONFIG]), (None, {}))
         trial = by_number.get(number, best) if number is not None else best
         missing = [s for s in confirm_seeds(trial, spec.seeds) if s not in record.get("seeds", [])]
-        per_seed = (rec.trial_seconds(best) or 0.0) * (
-            2 if baseline is not None and not top else 1
-        )
+        per_seed = rec.trial_seconds(best) or 0.0
+        if baseline is not None and not top:  # the baseline trains on the same seeds
+            per_seed += per_seed if baseline.seed_seconds is None else baseline.seed_seconds
         cost = len(missing) * per_seed
         if budget is not None and top and cost and spent + estimate + cost > budget:
             continue  # auto: the best always; the others only within the budget

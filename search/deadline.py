@@ -4,17 +4,22 @@ rest and its own confirmation, were it the best, would end after the deadline (`
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from mnistcore import Dataset, Population, TrainConfig
 from search.confirm import MIN_SEEDS, Baseline, ConfirmSpec, plan
 from studies import trial_record as rec
 
 LATE = "stopped by --timeout"  # a trial's fail reason when finishing it would overrun
+PROBE_IMAGES = 2048  # images the baseline is timed on before a --timeout run
+PROBE_MARGIN = 1.2  # evaluation after each epoch, and noise
+log = logging.getLogger("search")
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,9 @@ class Deadline:
     def too_late(self, left: float, full: float) -> str | None:
         """Why a population ``left`` seconds from its end (``full`` in all) must stop now, once
         the study has a complete trial to confirm instead; None while it fits."""
-        per_seed = full * (2 if self.baseline else 1)  # the baseline trains on the same seeds
+        per_seed = full  # and the baseline trains on the same seeds
+        if self.baseline is not None:
+            per_seed += full if self.baseline.seed_seconds is None else self.baseline.seed_seconds
         need = left + (MIN_SEEDS * per_seed if self.confirmation.top else 0)
         if (
             self.at is None
@@ -45,6 +52,29 @@ class Deadline:
             f"{LATE}: its last {left:.0f} s and its confirmation ({need - left:.0f} s) would "
             "end after the deadline"
         )
+
+
+def timed_baseline(
+    baseline: Baseline, study: optuna.Study, data: Dataset, base: TrainConfig
+) -> Baseline:
+    """``baseline`` with its ``seed_seconds`` for the study's data and epochs (``base``): from
+    its record when it trained on this study, else timed on PROBE_IMAGES images after a warm-up
+    (measured ~1 s; an overestimate rather than under)."""
+    config = baseline.config.replace(
+        dataset=data.name, epochs=base.epochs, precision=base.precision, device=base.device,
+        threads=base.threads, synthetic_size=base.synthetic_size,
+    )  # fmt: skip
+    old = study.user_attrs.get(rec.BASELINE)
+    if isinstance(old, dict) and old.get("seeds") and old.get("config") == config.to_dict():
+        return replace(baseline, seed_seconds=float(old["seconds"]) / len(old["seeds"]))
+    population, total = Population([config], data), len(data.train.labels) * config.epochs
+    population.train(min(config.batch_size * 4, total // 4))  # warm-up: allocator, threads
+    clock, before = time.perf_counter(), population.images_seen
+    population.train(max(min(PROBE_IMAGES, total - before - config.batch_size), 1))
+    per_image = (time.perf_counter() - clock) / (population.images_seen - before)
+    seconds = per_image * len(data.train.labels) * config.epochs * PROBE_MARGIN
+    log.info("baseline: about %.0f s a seed here (timed on %d images)", seconds, PROBE_IMAGES)
+    return replace(baseline, seed_seconds=seconds)
 
 
 def stopped_line(ended: Sequence[FrozenTrial]) -> str | None:

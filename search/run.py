@@ -17,6 +17,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ from mnistcore.cli import INTERRUPTED_EXIT
 from mnistcore.errors import UserError
 from search.confirm import PARENT_CONFIRMS, confirm, parse_confirm
 from search.console import progress_bar, trial_line
-from search.deadline import Deadline, stopped_line
+from search.deadline import Deadline, stopped_line, timed_baseline
 from search.locks import StudyLock
 from search.objective import Objective
 from search.recovery import INTERRUPTED, counted, recover, stamp
@@ -61,7 +62,10 @@ def run_study(settings: StudySettings) -> int:
     ``--timeout`` bounds the whole run: the search stops early enough for the confirmation."""
     started = time.monotonic()
     prepared = prepare(settings)
-    study, place = prepared.study, prepared.place
+    study, place, data = prepared.study, prepared.place, prepared.objective.data
+    if settings.timeout and settings.baseline is not None:  # what the reserve counts for it
+        base = prepared.objective.base
+        settings = replace(settings, baseline=timed_baseline(settings.baseline, study, data, base))
     with place.lock.hold():  # dead or interrupted trials get their retry queued before counting
         recover(study, atomic=place.lock.atomic)
     lines: list[str] = []
@@ -76,7 +80,6 @@ def run_study(settings: StudySettings) -> int:
             study.study_name, len(counted(study.get_trials(deepcopy=False))),
             settings.n_trials, settings.n_trials,
         )  # fmt: skip
-    data = prepared.objective.data
     if not interrupted:
         interrupted = confirm_study(study, data, settings, place, prepared.store, lines, started)
     finish(place, study, lines, report=not settings.no_report and not interrupted)

@@ -244,3 +244,22 @@ def test_a_trial_too_slow_to_finish_and_confirm_is_stopped_by_the_timeout(tmp_pa
     assert "--timeout stopped trial 1 early" in out, out
     assert trial.user_attrs[rec.EPOCHS_RUN] < 9 and "confirmed winner: trial 0" in out, out
     assert wall < 20 * 1.1, out
+
+
+def test_the_reserve_counts_the_baselines_own_seconds_once_timed(tmp_path, data) -> None:
+    from search.confirm import Baseline
+    from search.deadline import timed_baseline
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(timed(0, 0.9, 0, 10))  # 10 s a seed
+    untimed = Baseline("tutorial", CONFIG)
+    assert plan(study, ConfirmSpec(1, 3), seconds=0, baseline=untimed).estimate == 2 * 20
+    cheap = Baseline("tutorial", CONFIG, seed_seconds=2.0)
+    assert plan(study, ConfirmSpec(1, 3), seconds=0, baseline=cheap).estimate == 2 * 12
+    # timed here on the data; a study whose baseline record matches gives its measured seconds
+    stored = one_trial_study(tmp_path / "j.log")
+    timed_here = timed_baseline(untimed, stored, data, CONFIG)
+    assert 0 < timed_here.seed_seconds < 60 and timed_here.config == CONFIG
+    config = CONFIG.replace(dataset=data.name).to_dict()
+    stored.set_user_attr(rec.BASELINE, {"config": config, "seeds": [1, 2], "seconds": 8.0})
+    assert timed_baseline(untimed, stored, data, CONFIG).seed_seconds == 4.0
