@@ -73,7 +73,7 @@ def timed_baseline(
     population.train(max(min(PROBE_IMAGES, total - before - config.batch_size), 1))
     per_image = (time.perf_counter() - clock) / (population.images_seen - before)
     seconds = per_image * len(data.train.labels) * config.epochs * PROBE_MARGIN
-    log.info("baseline: about %.0f s a seed here (timed on %d images)", seconds, PROBE_IMAGES)
+    log.info("baseline: %.0f s a seed here, estimated from %d images", seconds, PROBE_IMAGES)
     return replace(baseline, seed_seconds=seconds)
 
 
